@@ -1,0 +1,201 @@
+"""S4GAN's feature-matching discriminator and what it is shown.
+
+Mittal, Tatarchenko and Brox, "Semi-Supervised Semantic Segmentation with High- and
+Low-level Consistency", TPAMI 2019. The discriminator sees a class map (the generator's
+softmax, or the one-hot ground truth) stacked on the image, and returns a real/fake score
+and the pooled features that the generator's feature-matching loss compares.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["FMDiscriminator", "discriminator_input", "one_hot_labels", "scale_images"]
+
+# conv1..conv4 halve the size each: a side below 16 leaves conv4 with an empty map.
+_MIN_SIZE = 16
+
+
+class FMDiscriminator(nn.Module):
+    """The S4GAN discriminator: four strided convs, global average pool, one linear score.
+
+    Layers as in the original code: ``conv1``..``conv4`` (kernel 4, stride 2, padding 1;
+    ``ndf``, 2, 4 and 8 times ``ndf`` channels) each followed by LeakyReLU(0.2), with
+    Dropout2d(0.5) after the first three, then global average pooling and ``fc``. The
+    names are the original's, so its weights load unchanged (``load_state_dict``).
+
+    Two deliberate differences: the pooling is adaptive (the original's fixed
+    ``AvgPool2d((20, 20))`` read only a corner of the map on larger crops and failed on
+    smaller ones), and the score is returned as a logit (apply ``torch.sigmoid`` for the
+    original's probability; BCE-with-logits is the stable way to train on it).
+
+    Args:
+        num_classes: class channels of the input.
+        image_channels: image channels of the input (3 for RGB).
+        ndf: width of ``conv1``; the features have ``8 * ndf`` dimensions.
+
+    Shape:
+        x: (B, num_classes + image_channels, H, W) with H, W >= 16, as made by
+            :func:`discriminator_input`.
+        output: ``(logit, features)``: (B,) real/fake logits and (B, 8 * ndf) features.
+    """
+
+    def __init__(self, num_classes: int, image_channels: int = 3, ndf: int = 64) -> None:
+        super().__init__()
+        if num_classes < 1 or image_channels < 0 or ndf < 1:
+            raise ValueError(
+                f"FMDiscriminator needs num_classes >= 1, image_channels >= 0, ndf >= 1; got "
+                f"num_classes={num_classes}, image_channels={image_channels}, ndf={ndf}"
+            )
+        self.num_classes = num_classes
+        self.image_channels = image_channels
+        self.in_channels = num_classes + image_channels
+        self.feature_dim = 8 * ndf
+        self.conv1 = nn.Conv2d(self.in_channels, ndf, 4, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(ndf, ndf * 2, 4, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(ndf * 2, ndf * 4, 4, stride=2, padding=1)
+        self.conv4 = nn.Conv2d(ndf * 4, ndf * 8, 4, stride=2, padding=1)
+        self.leaky_relu = nn.LeakyReLU(0.2, inplace=True)
+        self.drop = nn.Dropout2d(0.5)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(ndf * 8, 1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Score and pooled conv4 features."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"FMDiscriminator(num_classes={self.num_classes}) expects "
+                f"(B, {self.num_classes}+{self.image_channels}={self.in_channels}, H, W) input "
+                f"(class maps stacked on the image), got shape {tuple(x.shape)}; build it "
+                "with discriminator_input(probs, images)"
+            )
+        if min(x.shape[-2:]) < _MIN_SIZE:
+            raise ValueError(
+                f"FMDiscriminator needs crops of at least {_MIN_SIZE}x{_MIN_SIZE} (four "
+                f"stride-2 convs), got {tuple(x.shape[-2:])}; use larger crops"
+            )
+        x = self.drop(self.leaky_relu(self.conv1(x)))
+        x = self.drop(self.leaky_relu(self.conv2(x)))
+        x = self.drop(self.leaky_relu(self.conv3(x)))
+        x = self.leaky_relu(self.conv4(x))
+        features = self.pool(x).flatten(1)
+        return self.fc(features).squeeze(1), features
+
+
+def one_hot_labels(
+    labels: Tensor, num_classes: int, ignore_index: int = 255, *, validate: bool = True
+) -> Tensor:
+    """One-hot class maps for the discriminator's "real" input.
+
+    Ignored pixels become all-zero vectors, as in the S4GAN code (which compares the
+    label with every class index): the discriminator then sees "no class" there rather
+    than a guess, and a generator softmax, which always sums to 1, can never match it
+    exactly. Ignore regions are thin object borders in VOC, so the cue is small.
+
+    Args:
+        labels: integer class indices in [0, num_classes), or ``ignore_index``.
+        num_classes: number of classes.
+        ignore_index: label of pixels without ground truth.
+        validate: raise on out-of-range values. The check costs a host sync; a training
+            loop whose dataset already validated its masks can pass False, and any
+            out-of-range value then becomes an all-zero vector like an ignore pixel.
+
+    Shape:
+        labels: (B, H, W).
+        output: (B, num_classes, H, W) float32, on the labels' device.
+
+    Raises:
+        TypeError: labels are not integers.
+        ValueError: wrong shape, or a value outside [0, num_classes) that is not the
+            ignore index (the message names it).
+    """
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(
+            f"labels must be an integer tensor of class indices, got dtype {labels.dtype}; "
+            "convert with labels.long()"
+        )
+    if labels.ndim != 3:
+        raise ValueError(
+            f"labels must have shape (B, H, W), got {tuple(labels.shape)}; add a batch "
+            "dimension with labels.unsqueeze(0)"
+        )
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    in_range = (labels >= 0) & (labels < num_classes)
+    valid = in_range & (labels != ignore_index)
+    if validate:
+        bad = ~in_range & (labels != ignore_index)
+        # A host sync, once per labelled batch: a wrong label map must not train silently.
+        if bool(bad.any()):
+            value = int(labels[bad][0])
+            raise ValueError(
+                f"label value {value} is outside [0, {num_classes}) and is not ignore_index="
+                f"{ignore_index}; check num_classes or remap the mask (e.g. to {ignore_index})"
+            )
+    index = torch.where(valid, labels, torch.zeros_like(labels)).long().unsqueeze(1)
+    out = torch.zeros(
+        (labels.shape[0], num_classes, *labels.shape[1:]), dtype=torch.float32, device=labels.device
+    )
+    return out.scatter_(1, index, valid.unsqueeze(1).to(out.dtype))
+
+
+def scale_images(images: Tensor) -> Tensor:
+    """Rescale a batch to [0, 1] with one min and one max over the whole batch.
+
+    As in the S4GAN code, the discriminator sees images on the scale of the class maps
+    (0 to 1) whatever normalisation the generator's input used. One min/max per batch,
+    not per image or channel, keeps the relative brightness of images and the colour
+    balance within each. A constant batch (max == min) becomes all zeros instead of
+    dividing by zero.
+
+    Args:
+        images: images on any scale; integer tensors are converted to float32.
+
+    Shape:
+        images: (B, C, H, W).
+        output: same shape, values in [0, 1].
+    """
+    if images.ndim != 4:
+        raise ValueError(
+            f"images must have shape (B, C, H, W), got {tuple(images.shape)}; add a batch "
+            "dimension with images.unsqueeze(0)"
+        )
+    if not images.dtype.is_floating_point:
+        images = images.float()
+    low, high = images.amin(), images.amax()
+    # clamp_min keeps the division finite for a constant batch (numerator 0 -> output 0);
+    # for any non-constant batch (x - low) <= (high - low), so values stay in [0, 1].
+    return (images - low) / (high - low).clamp_min(torch.finfo(images.dtype).tiny)
+
+
+def discriminator_input(class_maps: Tensor, images: Tensor, image_channels: int = 3) -> Tensor:
+    """Stack class maps on the rescaled images: the input of :class:`FMDiscriminator`.
+
+    Args:
+        class_maps: the generator's softmax (fake) or :func:`one_hot_labels` (real).
+        images: the images those maps belong to, on any scale (see :func:`scale_images`).
+        image_channels: channels ``images`` must have.
+
+    Shape:
+        class_maps: (B, C, H, W).
+        images: (B, image_channels, H, W).
+        output: (B, C + image_channels, H, W), in the class maps' dtype.
+    """
+    if class_maps.ndim != 4 or images.ndim != 4:
+        raise ValueError(
+            f"class_maps and images must both be (B, C, H, W), got shapes "
+            f"{tuple(class_maps.shape)} and {tuple(images.shape)}"
+        )
+    if images.shape[1] != image_channels:
+        raise ValueError(
+            f"images must have {image_channels} channels, got {images.shape[1]} (shape "
+            f"{tuple(images.shape)}); pass images channels first, or image_channels="
+            f"{images.shape[1]}"
+        )
+    if class_maps.shape[0] != images.shape[0] or class_maps.shape[-2:] != images.shape[-2:]:
+        raise ValueError(
+            f"class_maps {tuple(class_maps.shape)} and images {tuple(images.shape)} differ in "
+            "batch size or spatial size; upsample the logits to the image size before softmax"
+        )
+    return torch.cat([class_maps, scale_images(images).to(class_maps.dtype)], dim=1)

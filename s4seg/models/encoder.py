@@ -1,0 +1,200 @@
+"""Backbones as encoders: any timm model with ``features_only``, and checkpoint loading.
+
+An encoder maps an image batch to its last (deepest) feature map and states what it
+produces through three attributes that the rest of s4seg reads:
+
+- ``in_channels``: channels the input must have;
+- ``out_channels``: channels of the returned feature map;
+- ``reduction``: output stride, input size / feature-map size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SUPPORTED_OUTPUT_STRIDES", "TimmEncoder", "check_image_batch", "load_checkpoint"]
+
+# Dilated (8, 16) or plain (32) strides; these are the values timm's CNNs accept.
+SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
+
+# How many key names an error message lists before it says "and N more".
+_MAX_KEYS_SHOWN = 10
+
+
+def check_image_batch(x: Tensor, in_channels: int, owner: str) -> None:
+    """Raise a ValueError unless ``x`` is a (B, in_channels, H, W) batch.
+
+    Args:
+        x: the batch to check.
+        in_channels: the channel count the model was built for.
+        owner: the model's name, for the message.
+    """
+    if x.ndim != 4:
+        raise ValueError(
+            f"{owner} expects an image batch of shape (B, {in_channels}, H, W), got a "
+            f"{x.ndim}-d tensor of shape {tuple(x.shape)}; add a batch dimension with "
+            "x.unsqueeze(0) for a single image"
+        )
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"{owner} expects {in_channels} input channels, got {x.shape[1]} "
+            f"(input shape {tuple(x.shape)}); pass channels first (B, C, H, W) or build "
+            f"the model with in_chans={x.shape[1]}"
+        )
+
+
+def _shorten(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_KEYS_SHOWN])
+    more = len(keys) - _MAX_KEYS_SHOWN
+    return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
+
+
+def load_checkpoint(module: nn.Module, checkpoint_path: str | os.PathLike[str]) -> None:
+    """Load a state_dict saved on disk into ``module``, strictly, on CPU.
+
+    The file holds ``module.state_dict()`` as written by ``torch.save``, either bare or
+    under a ``"model"`` or ``"state_dict"`` key of a training checkpoint. A ``module.``
+    prefix on every key (``DataParallel`` / DDP) is removed. The file is read with
+    ``weights_only=True``: tensors and plain containers only, no pickled code.
+
+    Args:
+        module: the model to load into.
+        checkpoint_path: the file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file holds no state_dict, or its keys or shapes do not match the
+            model's; the message lists the missing, unexpected and mismatched keys.
+    """
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint_path={str(path)!r} is not a file; pass the path of a file written "
+            "by torch.save(model.state_dict(), path)"
+        )
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    state: Any = obj
+    for key in ("model", "state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            state = obj[key]
+            break
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(
+            f"{str(path)!r} holds a {type(state).__name__} that is not a state_dict (a "
+            "mapping of names to tensors); save model.state_dict(), or a dict holding it "
+            "under 'model' or 'state_dict'"
+        )
+    if state and all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(state))
+        if state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"{str(path)!r} does not match {type(module).__name__}: "
+            f"{len(missing)} missing keys {_shorten(missing)}, "
+            f"{len(unexpected)} unexpected keys {_shorten(unexpected)}, "
+            f"{len(mismatched)} shape mismatches {_shorten(mismatched)}; build the model with "
+            "the same name, num_classes and options it was saved with"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+class TimmEncoder(nn.Module):
+    """Any timm model that supports ``features_only``, returning its deepest feature map.
+
+    Dilated output strides (8 or 16) are requested from timm with ``output_stride``, the
+    way DeepLab-style segmentation networks keep spatial detail. Models that cannot
+    dilate (vision transformers, Swin) are accepted when the requested stride equals
+    their native one, and refused otherwise.
+
+    Args:
+        name: a timm model name, e.g. ``"resnet50"``, ``"convnext_tiny"``,
+            ``"efficientnet_b0"``, or the tiny ``"test_resnet"`` for tests.
+        pretrained: passed to timm (downloads ImageNet weights when online). For weights
+            already on disk use ``pretrained=True, pretrained_cfg_overlay=dict(file=path)``,
+            which timm loads and adapts exactly as a download.
+        output_stride: 8, 16 or 32.
+        in_chans: input channels (timm adapts the first conv of pretrained weights).
+        checkpoint_path: a file holding this encoder's own ``state_dict()``, loaded after
+            construction (see :func:`load_checkpoint`).
+        **kwargs: passed to ``timm.create_model``; ``None`` values are dropped, as timm's
+            own factory does, so callers can forward optional settings unconditionally.
+
+    Shape:
+        x: (B, in_chans, H, W).
+        output: (B, out_channels, ceil(H / reduction), ceil(W / reduction)) for the usual
+            CNNs (the exact rounding is the backbone's).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        pretrained: bool = False,
+        output_stride: int = 16,
+        in_chans: int = 3,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if output_stride not in SUPPORTED_OUTPUT_STRIDES:
+            raise ValueError(
+                f"output_stride={output_stride!r} is not supported; use one of "
+                f"{SUPPORTED_OUTPUT_STRIDES} (8 or 16 dilate the last stages as DeepLab does)"
+            )
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        common = dict(pretrained=pretrained, features_only=True, in_chans=in_chans, **kwargs)
+        try:
+            model = timm.create_model(name, output_stride=output_stride, **common)
+        except TypeError as err:
+            # Models without dilation support reject the argument in their __init__;
+            # build them at their native stride and check below that it is the one asked for.
+            if "output_stride" not in str(err):
+                raise
+            model = timm.create_model(name, **common)
+        feature_info: Any = model.feature_info
+        reduction = int(feature_info.reduction()[-1])
+        if reduction != output_stride:
+            raise ValueError(
+                f"timm model {name!r} does not support output_stride={output_stride}: its "
+                f"last feature map has stride {reduction}. Pass output_stride={reduction}, or "
+                "choose a CNN backbone that can dilate (resnet*, convnext*, efficientnet*)"
+            )
+        self.model = model
+        self.name = name
+        self.in_channels = in_chans
+        self.out_channels = int(feature_info.channels()[-1])
+        self.reduction = reduction
+        # Some backbones (Swin, MaxViT) return channels-last feature maps; the head wants NCHW.
+        fmt = getattr(model, "output_fmt", "NCHW")
+        self.channels_last_output = str(getattr(fmt, "value", fmt)) == "NHWC"
+        if checkpoint_path is not None:
+            load_checkpoint(self, checkpoint_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the deepest feature map, channels first."""
+        check_image_batch(x, self.in_channels, f"TimmEncoder({self.name!r})")
+        features = self.model(x)[-1]
+        if self.channels_last_output:
+            features = features.permute(0, 3, 1, 2)
+        return features
+
+    def extra_repr(self) -> str:
+        return (
+            f"name={self.name!r}, in_channels={self.in_channels}, "
+            f"out_channels={self.out_channels}, reduction={self.reduction}"
+        )
