@@ -1,0 +1,66 @@
+"""The numbers of the steps between two log lines, kept as tensors until the log step."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+LOSSES = ("loss_ce", "loss_fm", "loss_st", "loss_d")
+SCORES = ("d_fake", "d_real")  # discriminator probabilities, one per image
+LATEST = ("gate_threshold", "pixel_threshold")
+
+
+class LogWindow:
+    """Accumulates step outputs on the device; :meth:`flush` is the only host sync.
+
+    Losses are averaged over the window; pseudo-label counts (images and pixels)
+    are summed over it, so ``st_images_kept / st_images_total`` reads "k of N
+    images in the last ``window_steps`` steps"; D probabilities give mean and
+    p10/p50/p90 over all images of the window.
+    """
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.sums: dict[str, Any] = {}
+        self.scores: dict[str, list[Tensor]] = {}
+        self.latest: dict[str, Any] = {}
+
+    def add(self, out: dict[str, Any]) -> None:
+        self.steps += 1
+        for key, value in out.items():
+            if key in SCORES:
+                self.scores.setdefault(key, []).append(value)
+            elif key in LATEST:
+                self.latest[key] = value
+            else:
+                self.sums[key] = self.sums[key] + value if key in self.sums else value
+
+    def flush(self) -> dict[str, Any]:
+        """Python numbers of the window (then empties it)."""
+        n = max(self.steps, 1)
+        rec: dict[str, Any] = {"window_steps": self.steps}
+        for key in LOSSES:
+            if key in self.sums:
+                rec[key] = float(self.sums[key]) / n
+        if "stats" in self.sums:
+            rec.update(self.sums["stats"].to_log("st"))
+        if "gate_images_passed" in self.sums:  # images whose score passed the image gate
+            rec["gate_images_passed"] = int(self.sums["gate_images_passed"])
+        for key, values in self.scores.items():
+            scores = torch.cat(values).float()
+            q = torch.quantile(scores, torch.tensor([0.1, 0.5, 0.9], device=scores.device)).tolist()
+            rec[f"{key}_mean"] = float(scores.mean())
+            rec.update({f"{key}_p10": q[0], f"{key}_p50": q[1], f"{key}_p90": q[2]})
+        for key, value in self.latest.items():
+            if value is not None:
+                rec[key] = float(value)
+        self.__init__()  # type: ignore[misc]
+        return rec
+
+
+def nonfinite_keys(record: dict[str, Any]) -> list[str]:
+    """Keys of ``record`` whose float value is NaN or infinite."""
+    return [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]

@@ -1,0 +1,429 @@
+"""A minimal S4GAN trainer (Mittal et al., TPAMI 2019): every part injected, one readable step.
+
+Extend it through callbacks (:mod:`s4seg.callbacks`), not by subclassing the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from s4seg.callbacks import Callback, Checkpointer, check_callbacks
+from s4seg.checkpoint import config_mismatches, load_checkpoint
+from s4seg.filters import DiscriminatorGate, PseudoLabelFilter
+from s4seg.inference import predict_logits
+from s4seg.log_window import LogWindow, nonfinite_keys
+from s4seg.losses import (
+    DiscriminatorLoss,
+    FeatureMatchingLoss,
+    SelfTrainingLoss,
+    SupervisedCrossEntropy,
+)
+from s4seg.lr_schedule import poly_lr_factor
+from s4seg.metrics import SegmentationMetric
+from s4seg.models.discriminator import FMDiscriminator, discriminator_input, one_hot_labels
+from s4seg.ops.stats import PseudoLabelStats
+from s4seg.optim import (
+    check_each_param_once,
+    default_d_optimizer,
+    default_g_optimizer,
+    set_lr_factor,
+)
+
+# Settings that may change between a checkpoint and its resumed run.
+RESUMABLE_CHANGES = ("max_steps", "log_interval", "eval_interval", "early_stop_patience", "device")
+
+
+@dataclass
+class TrainerConfig:
+    """Settings of a run; the defaults are the S4GAN paper's code where it has one."""
+
+    method: Literal["s4gan", "supervised"] = "s4gan"  # "supervised": CE on labels only
+    max_steps: int = 2000
+    lr_g: float = 2.5e-4  # SGD lr of the backbone
+    head_lr_mult: float = 10.0  # the head trains at 10x, as in DeepLab
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_d: float = 1e-4  # Adam; ~0.1x lr_g calms a discriminator that wins too hard
+    betas_d: tuple[float, float] = (0.9, 0.99)
+    poly_power: float = 0.9
+    warmup_steps: int = 0  # linear warm-up of both learning rates
+    lambda_fm: float = 0.1
+    lambda_st: float = 1.0
+    d_update_interval: int = 1  # update the discriminator every N steps
+    label_smoothing: float = 0.0  # one-sided, on the discriminator's "real" target
+    grad_clip: float | None = None  # max global gradient norm, G and D alike
+    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast dtype, used on CUDA only
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    ignore_index: int = 255
+    log_interval: int = 10
+    eval_interval: int = 500
+    early_stop_patience: int | None = None  # evals without a new best mIoU before stopping
+    eval_window: int | None = None  # sliding-window evaluation with this square window
+    check_finite: bool = True  # one host sync per step so that a NaN never reaches the weights
+    check_inputs: bool = True  # mask-value checks (host syncs); off once the data is known good
+    max_nonfinite_steps: int = 10  # consecutive skipped steps before giving up
+
+    def __post_init__(self) -> None:
+        if self.method not in ("s4gan", "supervised"):
+            raise ValueError(f"method must be 's4gan' or 'supervised', got {self.method!r}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
+        for name in ("max_steps", "log_interval", "eval_interval", "d_update_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class Trainer:
+    """Trains a generator (and, for S4GAN, a discriminator) from injected parts.
+
+    Args:
+        generator: maps images (B, 3, H, W) to logits (B, C, H, W); ``num_classes``.
+        labelled_loader: infinite iterator of ``{"image", "mask"}`` batches for CE.
+        unlabelled_loader: infinite iterator of ``{"image"}`` batches (S4GAN).
+        d_loader: labelled batches shown to the discriminator as "real" (S4GAN).
+        val_loader: finite iterable of labelled batches for :meth:`evaluate`.
+        discriminator: default :class:`FMDiscriminator` of the generator's classes.
+        pseudo_filter: default :class:`DiscriminatorGate` at 0.2 (the S4GAN rule).
+        g_optimizer, d_optimizer: default SGD and Adam from the config.
+        callbacks: default none; :func:`s4seg.callbacks.default_callbacks` gives
+            logs, progress bar and checkpoints in a run folder.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        labelled_loader: Iterator[dict[str, Tensor]],
+        *,
+        unlabelled_loader: Iterator[dict[str, Tensor]] | None = None,
+        d_loader: Iterator[dict[str, Tensor]] | None = None,
+        val_loader: Iterable[dict[str, Tensor]] | None = None,
+        discriminator: nn.Module | None = None,
+        pseudo_filter: PseudoLabelFilter | None = None,
+        config: TrainerConfig | None = None,
+        g_optimizer: torch.optim.Optimizer | None = None,
+        d_optimizer: torch.optim.Optimizer | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        self.config = cfg = config or TrainerConfig()
+        self.device = _resolve_device(cfg.device)
+        self.num_classes = int(generator.num_classes)
+        self.generator = generator.to(self.device)
+        self.labelled_loader, self.val_loader = labelled_loader, val_loader
+        self.loaders: dict[str, Any] = {"labelled": labelled_loader}
+        if cfg.method == "s4gan":
+            if unlabelled_loader is None or d_loader is None:
+                raise ValueError("method 's4gan' needs unlabelled_loader and d_loader")
+            discriminator = discriminator or FMDiscriminator(self.num_classes)
+            d_classes = getattr(discriminator, "num_classes", self.num_classes)
+            if d_classes != self.num_classes:
+                raise ValueError(
+                    f"generator predicts {self.num_classes} classes but the discriminator "
+                    f"expects {d_classes}: build it with num_classes={self.num_classes}"
+                )
+            self.loaders.update(unlabelled=unlabelled_loader, d=d_loader)
+        self.discriminator = discriminator.to(self.device) if discriminator is not None else None
+        # D(fake) comes from a sigmoid, so the gate's range check (a host sync) is moot.
+        self.pseudo_filter = pseudo_filter or DiscriminatorGate(0.2, check_range=False)
+        self.ce = SupervisedCrossEntropy(cfg.ignore_index, check_labels=cfg.check_inputs)
+        self.fm, self.st = FeatureMatchingLoss(), SelfTrainingLoss(cfg.ignore_index)
+        self.d_loss = DiscriminatorLoss(cfg.label_smoothing)
+        self.g_optimizer = g_optimizer or default_g_optimizer(self.generator, cfg)
+        self.d_optimizer = None
+        if self.discriminator is not None:
+            self.d_optimizer = d_optimizer or default_d_optimizer(self.discriminator, cfg)
+        for opt in (self.g_optimizer, self.d_optimizer):
+            if opt is not None:
+                check_each_param_once(opt)
+                set_lr_factor(opt, 1.0)  # records each group's base_lr
+        use_amp = cfg.amp != "none" and self.device.type == "cuda"
+        if cfg.amp != "none" and not use_amp:
+            warnings.warn(
+                f"amp={cfg.amp!r} is used on CUDA only; training in fp32 on {self.device}",
+                stacklevel=2,
+            )
+        self.amp_dtype = (
+            {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if use_amp else None
+        )
+        scale = self.amp_dtype is torch.float16
+        self.g_scaler = torch.amp.GradScaler(self.device.type, enabled=scale)
+        self.d_scaler = torch.amp.GradScaler(self.device.type, enabled=scale)
+        self.callbacks = check_callbacks(callbacks)
+        self.train_metric = SegmentationMetric(self.num_classes, cfg.ignore_index)
+        self.step, self.should_stop = 0, False
+        self.best_miou, self.best_step, self.evals_since_best = -math.inf, -1, 0
+        self.nonfinite_in_row = self.nonfinite_total = 0
+        self._window = LogWindow()
+
+    # ----------------------------------------------------------------- one step
+    def train_step(self) -> dict[str, Tensor]:
+        """One S4GAN step at ``self.step``; returns detached tensors (no host sync)."""
+        cfg, g, d, step = self.config, self.generator, self.discriminator, self.step
+        factor = poly_lr_factor(step, cfg.max_steps, cfg.poly_power, cfg.warmup_steps)
+        set_lr_factor(self.g_optimizer, factor)
+        set_lr_factor(self.d_optimizer, factor)
+        g.train()
+        img_l, mask_l = self._labelled_batch("labelled")
+        with self._autocast():  # 1. cross-entropy on a labelled batch
+            logits_l = g(img_l)
+            loss_g = loss_ce = self.ce(logits_l, mask_l)
+        self.train_metric.update(logits_l.detach(), mask_l)
+        out: dict[str, Any] = {"loss_ce": loss_ce.detach()}
+        if d is not None:
+            d.train()
+            img_u = self._to_device(next(self.loaders["unlabelled"])["image"])
+            img_d, mask_d = self._labelled_batch("d")
+            real_in = discriminator_input(
+                one_hot_labels(
+                    mask_d, self.num_classes, cfg.ignore_index, validate=cfg.check_inputs
+                ),
+                img_d,
+            )
+            d.requires_grad_(False)  # 3. D is frozen for the generator's pass
+            with self._autocast():
+                logits_u = g(img_u)  # 2. prediction on an unlabelled batch
+                probs_u = logits_u.float().softmax(dim=1)
+                fake_logit, fake_feat = d(discriminator_input(probs_u, img_u))
+                _, real_feat = d(real_in)
+                loss_fm = self.fm(real_feat, fake_feat)  # 5. feature matching
+            d_fake = torch.sigmoid(fake_logit.detach().float())
+            if step > 0:  # 4. self-training on what the filter keeps; none at step 0
+                decision = self.pseudo_filter.decide(
+                    logits=logits_u.detach(), d_prob=d_fake, step=step
+                )
+                loss_st, stats = self.st(logits_u, decision)
+                out["gate_threshold"] = decision.image_threshold
+                out["gate_images_passed"] = decision.image_keep.sum()
+                out["pixel_threshold"] = decision.pixel_threshold.float().mean()
+            else:
+                loss_st = logits_u.new_zeros((), dtype=torch.float32)
+                stats = PseudoLabelStats.from_mask(
+                    torch.zeros_like(logits_u[:, 0], dtype=torch.bool)
+                )
+            loss_g = loss_ce + cfg.lambda_fm * loss_fm + cfg.lambda_st * loss_st  # 6.
+            out.update(
+                loss_fm=loss_fm.detach(), loss_st=loss_st.detach(), stats=stats, d_fake=d_fake
+            )
+        self._optimise(self.g_optimizer, self.g_scaler, loss_g, g)
+        if d is not None and step % cfg.d_update_interval == 0:  # 7. discriminator update
+            d.requires_grad_(True)
+            with self._autocast():
+                fake_logit, _ = d(discriminator_input(probs_u.detach(), img_u))
+                real_logit, _ = d(real_in)
+                loss_d = self.d_loss(real_logit, fake_logit)
+            self._optimise(self.d_optimizer, self.d_scaler, loss_d, d)
+            out.update(loss_d=loss_d.detach(), d_real=torch.sigmoid(real_logit.detach().float()))
+        return out
+
+    def _optimise(self, opt: Any, scaler: Any, loss: Tensor, model: nn.Module) -> None:
+        opt.zero_grad(set_to_none=True)
+        # The one intended host sync per step (config.check_finite): a NaN or inf loss
+        # is skipped and counted before it can reach the weights.
+        if self.config.check_finite and not bool(torch.isfinite(loss)):
+            self.nonfinite_in_row += 1
+            self.nonfinite_total += 1
+            warnings.warn(
+                f"step {self.step}: non-finite loss {float(loss.detach())}, step skipped",
+                stacklevel=2,
+            )
+            if self.nonfinite_in_row >= self.config.max_nonfinite_steps:
+                raise FloatingPointError(
+                    f"{self.nonfinite_in_row} non-finite losses in a row up to step {self.step}: "
+                    "lower the learning rates, enable grad_clip, or check the data for NaNs"
+                )
+            return
+        self.nonfinite_in_row = 0
+        scaler.scale(loss).backward()
+        if self.config.grad_clip is not None:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self, until: int | None = None) -> Trainer:
+        """Train to ``config.max_steps`` (or early stop), logging and evaluating.
+
+        Args:
+            until: stop once ``self.step`` reaches this step instead (the learning-rate
+                schedule still runs to ``max_steps``, so a later ``fit()`` continues it).
+        """
+        cfg = self.config
+        last = cfg.max_steps if until is None else min(until, cfg.max_steps)
+        self._emit("on_fit_start")
+        while self.step < last and not self.should_stop:
+            self._window.add(self.train_step())
+            self.step += 1
+            if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                self._emit("on_log", self._flush_window())
+            if self.val_loader is not None and (
+                self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps
+            ):
+                self._run_eval()
+            self._emit("on_step_end")
+        self._emit("on_fit_end")
+        return self
+
+    def _run_eval(self) -> None:
+        metrics = self.evaluate()
+        if metrics["miou"] > self.best_miou:
+            self.best_miou, self.best_step, self.evals_since_best = metrics["miou"], self.step, 0
+        else:
+            self.evals_since_best += 1
+        patience = self.config.early_stop_patience
+        if patience is not None and self.evals_since_best >= patience:
+            self.should_stop = True
+        self._emit("on_eval_end", {"step": self.step, "best_miou": self.best_miou, **metrics})
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable[dict[str, Tensor]] | None = None) -> dict[str, Any]:
+        """mIoU, per-class IoU and pixel accuracy of the generator on ``loader``."""
+        loader = loader if loader is not None else self.val_loader
+        if loader is None:
+            raise ValueError("no val_loader given to the Trainer and none passed to evaluate()")
+        self.generator.eval()
+        metric = SegmentationMetric(self.num_classes, self.config.ignore_index)
+        for batch in loader:
+            image, mask = _split_labelled(batch, "val_loader")
+            with self._autocast():
+                logits = predict_logits(
+                    self.generator, self._to_device(image), self.config.eval_window
+                )
+            metric.update(logits.float(), self._to_device(mask))
+        return metric.compute()
+
+    # ----------------------------------------------------------------- logging
+    def _flush_window(self) -> dict[str, Any]:
+        rec = {"step": self.step, **self._window.flush()}  # the host sync of a log step
+        rec["train_miou"] = self.train_metric.compute()["miou"]
+        self.train_metric.reset()
+        rec["lr_g"] = self.g_optimizer.param_groups[0]["lr"]
+        if self.d_optimizer is not None:
+            rec["lr_d"] = self.d_optimizer.param_groups[0]["lr"]
+        rec["nonfinite_skipped"] = self.nonfinite_total
+        if nonfinite_keys(rec) and not self.config.check_finite:
+            raise FloatingPointError(f"non-finite {nonfinite_keys(rec)} at step {self.step}")
+        return rec
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a bit-identical resume needs (tensors and plain Python only)."""
+        models = {"generator": self.generator, "discriminator": self.discriminator}
+        opts = {"g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+        return {
+            "step": self.step,
+            "config": dataclasses.asdict(self.config),
+            **{k: m.state_dict() for k, m in models.items() if m is not None},
+            **{k: o.state_dict() for k, o in opts.items() if o is not None},
+            "g_scaler": self.g_scaler.state_dict(),
+            "d_scaler": self.d_scaler.state_dict(),
+            "filter": _state_of(self.pseudo_filter),
+            "loaders": {k: _state_of(v) for k, v in self.loaders.items()},
+            "best": [self.best_miou, self.best_step, self.evals_since_best],
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "python": random.getstate(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any], *, models_only: bool = False) -> None:
+        """Restore :meth:`state_dict`; raises listing every config mismatch."""
+        current = dataclasses.asdict(self.config)
+        diff = config_mismatches(state["config"], current, ignore=RESUMABLE_CHANGES)
+        if diff:
+            raise ValueError("checkpoint was written by another config:\n  " + "\n  ".join(diff))
+        self.generator.load_state_dict(state["generator"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+        if models_only:
+            return
+        self.g_optimizer.load_state_dict(state["g_optimizer"])
+        if self.d_optimizer is not None:
+            self.d_optimizer.load_state_dict(state["d_optimizer"])
+        self.g_scaler.load_state_dict(state["g_scaler"])
+        self.d_scaler.load_state_dict(state["d_scaler"])
+        if state["filter"] is not None:
+            self.pseudo_filter.load_state_dict(state["filter"])  # type: ignore[attr-defined]
+        for name, loader_state in state["loaders"].items():
+            if loader_state is not None:
+                self.loaders[name].load_state_dict(loader_state)
+        self.step = int(state["step"])
+        self.best_miou, self.best_step, self.evals_since_best = state["best"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        random.setstate(_as_tuple(state["rng"]["python"]))
+
+    def load_checkpoint(self, path: str | Path, *, models_only: bool = False) -> int:
+        """Resume from a checkpoint file (``models_only``: weights only); returns its step."""
+        state = load_checkpoint(path)
+        self.load_state_dict(state, models_only=models_only)
+        return int(state["step"])
+
+    def restore_best(self) -> int:
+        """Load the weights of the best checkpoint kept by a :class:`Checkpointer`; its step."""
+        keeper = next((cb for cb in self.callbacks if isinstance(cb, Checkpointer)), None)
+        if keeper is None or not keeper.best_path.exists():
+            raise FileNotFoundError(
+                "restore_best() needs a Checkpointer callback that has saved best.pt"
+            )
+        return self.load_checkpoint(keeper.best_path, models_only=True)
+
+    # ----------------------------------------------------------------- helpers
+    def _labelled_batch(self, name: str) -> tuple[Tensor, Tensor]:
+        image, mask = _split_labelled(next(self.loaders[name]), f"{name} loader")
+        return self._to_device(image), self._to_device(mask)
+
+    def _to_device(self, t: Tensor) -> Tensor:
+        return t.to(self.device, non_blocking=True)
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def _split_labelled(batch: Any, name: str) -> tuple[Tensor, Tensor]:
+    if not isinstance(batch, dict) or "image" not in batch:
+        raise TypeError(f"{name} must yield dicts with an 'image' key, got {type(batch).__name__}")
+    if "mask" not in batch:
+        raise ValueError(
+            f"{name} yielded a batch with no 'mask': labelled batches need masks "
+            f"(keys present: {sorted(batch)}); pass unlabelled data as unlabelled_loader"
+        )
+    return batch["image"], batch["mask"]
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r} requested but CUDA is not available: use 'cpu' or 'auto'"
+        )
+    return device
+
+
+def _state_of(obj: Any) -> Any:
+    return obj.state_dict() if hasattr(obj, "state_dict") else None
+
+
+def _as_tuple(x: Any) -> Any:
+    # random.setstate wants tuples; a checkpoint may hand back lists.
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x

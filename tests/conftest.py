@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny generator and tiny loaders, so trainer tests run in seconds."""
+
+from __future__ import annotations
+
+import os
+
+# Quiet and deterministic on 2 cores; the kernel tests set TRITON_INTERPRET themselves.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch
+from hypothesis import settings
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from s4seg.data import InfiniteLoader, SyntheticShapes, Unlabelled
+from s4seg.models import FMDiscriminator
+from s4seg.trainer import Trainer, TrainerConfig
+
+torch.set_num_threads(1)
+settings.register_profile("s4seg", max_examples=20, deadline=None)
+settings.load_profile("s4seg")
+
+
+class TinyGenerator(nn.Module):
+    """A two-layer conv net with the generator interface (backbone/head parameter split)."""
+
+    def __init__(self, num_classes: int = 6, width: int = 8) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.head = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def backbone_parameters(self):
+        return self.backbone.parameters()
+
+    def head_parameters(self):
+        return self.head.parameters()
+
+
+SIZE = 32
+
+
+def make_trainer(
+    callbacks=(), seed: int = 0, generator=None, pseudo_filter=None, **overrides
+) -> Trainer:
+    """A Trainer on 32x32 synthetic images with a tiny generator; config overrides as kwargs."""
+    torch.manual_seed(seed)
+    data = SyntheticShapes(24, image_size=SIZE, seed=0)
+    labelled, unlabelled = Subset(data, range(8)), Unlabelled(Subset(data, range(8, 24)))
+    cfg = TrainerConfig(
+        **{"max_steps": 6, "log_interval": 2, "eval_interval": 3, "device": "cpu", **overrides}
+    )
+    return Trainer(
+        generator or TinyGenerator(num_classes=data.num_classes),
+        InfiniteLoader(labelled, 2, seed=1),
+        unlabelled_loader=InfiniteLoader(unlabelled, 2, seed=2),
+        d_loader=InfiniteLoader(labelled, 2, seed=3),
+        val_loader=DataLoader(Subset(data, range(4)), batch_size=2),
+        discriminator=FMDiscriminator(data.num_classes) if cfg.method == "s4gan" else None,
+        pseudo_filter=pseudo_filter,
+        config=cfg,
+        callbacks=callbacks,
+    )
