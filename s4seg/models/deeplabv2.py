@@ -130,6 +130,13 @@ class DeepLabV2ResNet(nn.Module):
                 if freeze_bn:
                     m.weight.requires_grad_(False)
                     m.bias.requires_grad_(False)
+        # Without ImageNet weights a frozen BN is the identity, and 33 residual sums of
+        # unit-variance branches blow activations up (logits ~1e4, then NaN). Scaling each
+        # block's last BN by 1/sqrt(blocks) keeps the sum's variance bounded (the idea of
+        # Fixup, Zhang et al. ICLR 2019); ImageNet weights overwrite it.
+        blocks = [m for m in self.modules() if isinstance(m, Bottleneck)]
+        for block in blocks:
+            nn.init.constant_(block.bn3.weight, len(blocks) ** -0.5)
         self.train()
 
     def _make_layer(
