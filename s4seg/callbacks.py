@@ -131,7 +131,8 @@ class ProgressBar(Callback):
     """A tqdm bar with the key numbers of the last log step and the last eval."""
 
     def __init__(self, file: Any = None) -> None:
-        self.file, self.bar, self.last_eval = file, None, ""
+        self.file, self.last_eval = file, ""
+        self.bar: Any = None
 
     def on_fit_start(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm

@@ -18,10 +18,12 @@ def default_g_optimizer(generator: nn.Module, cfg: TrainerConfig) -> torch.optim
     lists, so backbone weights appeared several times and trained at about 3x the
     nominal learning rate; s4seg does not (see docs: differences from the original).
     """
-    if hasattr(generator, "backbone_parameters") and hasattr(generator, "head_parameters"):
+    backbone = getattr(generator, "backbone_parameters", None)
+    head = getattr(generator, "head_parameters", None)
+    if callable(backbone) and callable(head):
         groups = [
-            {"params": list(generator.backbone_parameters()), "lr": cfg.lr_g},
-            {"params": list(generator.head_parameters()), "lr": cfg.lr_g * cfg.head_lr_mult},
+            {"params": list(backbone()), "lr": cfg.lr_g},
+            {"params": list(head()), "lr": cfg.lr_g * cfg.head_lr_mult},
         ]
     else:
         groups = [{"params": list(generator.parameters()), "lr": cfg.lr_g}]
