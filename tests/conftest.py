@@ -8,6 +8,12 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
+
+# Triton decorates its own library when first imported, and s4seg.data pulls it in via
+# torch._dynamo: the interpreter flag must be set before that, i.e. here.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from hypothesis import settings
 from torch import nn
 from torch.utils.data import DataLoader, Subset

@@ -143,7 +143,7 @@ def confidence_masked_cross_entropy(
         t = float(threshold)
         if not 0.0 <= t <= 1.0:
             raise ValueError(f"threshold must be in [0, 1] (a probability), got {t}")
-        threshold = torch.tensor(t, device=logits.device, dtype=torch.float32)
+        threshold = torch.full((), t, device=logits.device, dtype=torch.float32)  # no H2D sync
     elif threshold.device.type == "cpu":
         # Checked only for CPU tensors: there it costs no device sync.
         bad = (threshold < 0) | (threshold > 1) | threshold.isnan()

@@ -44,9 +44,9 @@ class PseudoLabelStats:
         device = selected.device
         return cls(
             images_kept=selected.flatten(1).any(dim=1).sum(),
-            images_total=torch.tensor(b, device=device, dtype=torch.int64),
+            images_total=torch.full((), b, device=device, dtype=torch.int64),
             pixels_kept=selected.sum(),
-            pixels_total=torch.tensor(selected.numel(), device=device, dtype=torch.int64),
+            pixels_total=torch.full((), selected.numel(), device=device, dtype=torch.int64),
         )
 
     def __add__(self, other: PseudoLabelStats) -> PseudoLabelStats:
