@@ -1,0 +1,345 @@
+"""FolderDataset: images in ``root/images``, class-index PNG masks in ``root/masks``."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+__all__ = ["IMAGE_EXTENSIONS", "FolderDataset"]
+
+# isinstance targets. Not numbers.Integral/Real: mypy does not see int/float as
+# those ABCs and would flag the code after such a check as unreachable.
+_INTEGER = (int, np.integer)
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+# Image modes and how they become RGB. Anything else (16-bit, float, CMYK-like
+# multi-band TIFFs, 2-channel data) is rejected with the mode in the message,
+# because any silent conversion would guess at what the channels mean.
+_TO_RGB_MODES = {"RGB", "L", "1", "P", "CMYK", "YCbCr", "RGBA", "LA", "PA", "RGBa", "La"}
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+# Mask modes whose pixel values are class indices as stored.
+_MASK_MODES = {"L", "P", "1", "I", "I;16", "I;16L", "I;16B"}
+
+_SHOW = 5  # how many offending file names an error lists
+
+
+def _scan(folder: Path, extensions: Sequence[str]) -> list[str]:
+    """Sorted names of the files in ``folder`` whose suffix is in ``extensions``.
+
+    One ``os.scandir`` pass in a comprehension (no per-file ``stat`` on common
+    file systems: ``is_file`` uses the directory entry's type). Hidden files
+    (``.DS_Store``, editor swap files) are skipped; suffixes match ignoring case.
+    """
+    wanted = tuple(e.lower() for e in extensions)
+    with os.scandir(folder) as it:
+        names = [
+            e.name
+            for e in it
+            if e.name.lower().endswith(wanted) and not e.name.startswith(".") and e.is_file()
+        ]
+    names.sort()
+    return names
+
+
+def _peek(folder: Path) -> list[str]:
+    """A few names in ``folder``, for error hints."""
+    with os.scandir(folder) as it:
+        return sorted(itertools.islice((e.name for e in it), _SHOW))
+
+
+def _listing(names: Sequence[str], total: int | None = None) -> str:
+    total = len(names) if total is None else total
+    shown = ", ".join(repr(n) for n in names[:_SHOW])
+    more = f" and {total - _SHOW} more" if total > _SHOW else ""
+    return f"{shown}{more}"
+
+
+class _PackedNames:
+    """Many strings in one UTF-8 buffer plus an int64 offset array.
+
+    For 370k files this is ~9 bytes per name plus its length, with no Python
+    object per name: forked DataLoader workers share the pages instead of
+    copying them as reference counts change (a list of str would be copied).
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        encoded = [n.encode("utf-8") for n in names]
+        self._blob = b"".join(encoded)
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=self._offsets[1:])
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self._blob[self._offsets[i] : self._offsets[i + 1]].decode("utf-8")
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._blob) + self._offsets.nbytes
+
+
+class FolderDataset(Dataset):
+    """Images from ``root/image_dir`` and masks from ``root/mask_dir``, matched by stem.
+
+    ``images/a.jpg`` pairs with ``masks/a.png``. Masks are single-channel PNGs
+    whose pixel values are class indices (PIL mode ``L`` or ``P``; ``P`` is read
+    as its indices, not its palette colours; 16-bit ``I;16`` works for more than
+    256 classes). Each folder is listed once with ``os.scandir``; samples are in
+    file-name order. Names are stored packed (about 8 bytes plus the name per
+    file, no Python object per file), so construction scales to hundreds of
+    thousands of files.
+
+    Images become RGB float32 in [0, 1]:
+      - ``RGB`` as is; ``L`` and ``1`` (grayscale) replicated to 3 channels;
+        ``P``, ``CMYK`` and ``YCbCr`` converted to RGB by PIL;
+      - ``RGBA`` / ``LA`` whose alpha is fully opaque: alpha dropped (nothing
+        changes); with transparency: ``ValueError`` (transparent pixels have
+        arbitrary colours, so dropping alpha would invent content);
+      - any other mode (16-bit, float, 2-channel or multi-band TIFF): ``ValueError``.
+
+    Checks, each with the file and the fix in the message: missing folders
+    (``FileNotFoundError``, at construction); labelled images without a mask
+    (``FileNotFoundError`` listing the first few and the count, at construction);
+    image/mask size mismatch and mask values outside ``[0, num_classes)`` that are
+    not ``ignore_index`` (``ValueError``, when the sample is loaded). Without
+    ``num_classes`` mask values are not range-checked.
+
+    Args:
+        root: dataset folder.
+        labelled: read masks; ``False`` for an unlabelled pool (no mask folder needed).
+        num_classes: number of classes C, enables the mask value check.
+        ignore_index: mask value that marks pixels without a label.
+        image_dir: image sub-folder of ``root``.
+        mask_dir: mask sub-folder of ``root``.
+        extensions: image file suffixes to index (case-insensitive).
+
+    Returns (per item):
+        ``{"image": float32 (3, H, W) in [0, 1], "mask": int64 (H, W)}``
+        (no ``"mask"`` when ``labelled=False``).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        labelled: bool = True,
+        num_classes: int | None = None,
+        ignore_index: int = 255,
+        image_dir: str = "images",
+        mask_dir: str = "masks",
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    ) -> None:
+        if num_classes is not None and (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, _INTEGER)
+            or num_classes < 1
+        ):
+            raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, _INTEGER):
+            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+        if num_classes is not None and 0 <= ignore_index < num_classes:
+            raise ValueError(
+                f"ignore_index={ignore_index} is a real class for num_classes={num_classes}; "
+                f"use a value outside [0, {num_classes}) such as 255"
+            )
+        if isinstance(extensions, str):
+            extensions = (extensions,)
+        # "png" and ".png" both mean the suffix ".png" (never "apng").
+        extensions = tuple(e if e.startswith(".") else "." + e for e in extensions)
+        self.root = Path(root)
+        self.labelled = bool(labelled)
+        self.num_classes: int | None = None if num_classes is None else int(num_classes)
+        self.ignore_index: int = int(ignore_index)
+        self.image_root = self.root / image_dir
+        self.mask_root = self.root / mask_dir
+
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"dataset root {str(self.root)!r} does not exist or is not a folder; expected "
+                f"images in {str(self.image_root)!r}"
+                + (f" and masks in {str(self.mask_root)!r}" if self.labelled else "")
+            )
+        if not self.image_root.is_dir():
+            raise FileNotFoundError(
+                f"image folder {str(self.image_root)!r} not found; put the images there or "
+                f"pass image_dir= (the sub-folder of {str(self.root)!r} that holds them)"
+            )
+        names = _scan(self.image_root, extensions)
+        if not names:
+            other = _peek(self.image_root)
+            hint = f"; it contains e.g. {_listing(other)}" if other else " (it is empty)"
+            raise ValueError(
+                f"no images with suffix {tuple(extensions)} in {str(self.image_root)!r}{hint}; "
+                "add images or pass extensions="
+            )
+        stems = [n[: n.rindex(".")] for n in names]
+        if len(set(stems)) != len(stems):
+            dups = sorted(s for s, k in collections.Counter(stems).items() if k > 1)
+            raise ValueError(
+                f"{len(dups)} image stem(s) occur with several suffixes in "
+                f"{str(self.image_root)!r}, e.g. {_listing(dups)}; images are matched to masks "
+                "by stem, so keep one file per stem"
+            )
+        self._mask_suffixes: tuple[str, ...] = ()
+        self._mask_suffix_idx = np.zeros(0, dtype=np.uint8)
+        if self.labelled:
+            self._index_masks(names, stems)
+        self._names = _PackedNames(names)
+
+    def _index_masks(self, names: list[str], stems: list[str]) -> None:
+        if not self.mask_root.is_dir():
+            raise FileNotFoundError(
+                f"mask folder {str(self.mask_root)!r} not found; add class-index PNG masks "
+                "there, pass mask_dir=, or pass labelled=False for an unlabelled folder"
+            )
+        masks = _scan(self.mask_root, (".png",))
+        mask_suffix = {m[:-4]: m[-4:] for m in masks}  # stem -> ".png" (as cased on disk)
+        missing = [n for n, s in zip(names, stems, strict=True) if s not in mask_suffix]
+        if missing:
+            first = [str(self.image_root / name) for name in missing[:_SHOW]]
+            hint = ""
+            non_png = _scan(self.mask_root, (".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"))
+            missing_stems = {n[: n.rindex(".")] for n in missing}
+            if any(n[: n.rindex(".")] in missing_stems for n in non_png):
+                hint = (
+                    " Some masks exist but are not PNG; masks must be lossless PNGs of class "
+                    "indices (JPEG compression changes the values)."
+                )
+            elif masks:
+                hint = (
+                    f" Masks are matched by file stem (images/a.jpg -> masks/a.png); the mask "
+                    f"folder has e.g. {_listing(masks, len(masks))}."
+                )
+            raise FileNotFoundError(
+                f"{len(missing)} of {len(names)} labelled images have no mask "
+                f"{str(self.mask_root)!r}/<stem>.png: {_listing(first, len(missing))}.{hint} "
+                "Add the masks, remove those images, or pass labelled=False."
+            )
+        suffixes = sorted(set(mask_suffix.values()))
+        if len(suffixes) == 1:  # the usual case: every mask is "<stem>.png"
+            self._mask_suffix_idx = np.zeros(len(names), dtype=np.uint8)
+        else:
+            idx = {e: i for i, e in enumerate(suffixes)}
+            self._mask_suffix_idx = np.array([idx[mask_suffix[s]] for s in stems], dtype=np.uint8)
+        self._mask_suffixes = tuple(suffixes)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return (
+            f"FolderDataset({str(self.root)!r}, labelled={self.labelled}, "
+            f"num_classes={self.num_classes}, {len(self)} images)"
+        )
+
+    def _index(self, index: int) -> int:
+        i = int(index)
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} out of range for {n} images")
+        return i
+
+    def stem(self, index: int) -> str:
+        """File stem of sample ``index``."""
+        name = self._names[self._index(index)]
+        return name[: name.rindex(".")]
+
+    def image_path(self, index: int) -> Path:
+        return self.image_root / self._names[self._index(index)]
+
+    def mask_path(self, index: int) -> Path:
+        if not self.labelled:
+            raise ValueError("this FolderDataset is unlabelled (labelled=False); it has no masks")
+        i = self._index(index)
+        return self.mask_root / (self.stem(i) + self._mask_suffixes[self._mask_suffix_idx[i]])
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        image_path = self.image_path(index)
+        image = _read_image(image_path)
+        out = {"image": torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)}
+        if self.labelled:
+            mask_path = self.mask_path(index)
+            # int64 before any comparison: uint8 masks vs ignore_index=-1 or C > 255.
+            mask = _read_mask(mask_path).astype(np.int64)
+            if mask.shape != image.shape[:2]:
+                raise ValueError(
+                    f"size mismatch: image {str(image_path)!r} is {image.shape[0]}x{image.shape[1]} "
+                    f"(HxW) but mask {str(mask_path)!r} is {mask.shape[0]}x{mask.shape[1]}; "
+                    "masks must have the image's size (resize with nearest-neighbour, or fix the pairing)"
+                )
+            self._check_values(mask, mask_path)
+            out["mask"] = torch.from_numpy(mask)
+        return out
+
+    def _check_values(self, mask: np.ndarray, path: Path) -> None:
+        bad = mask < 0
+        if self.num_classes is not None:
+            bad |= mask >= self.num_classes
+        bad &= mask != self.ignore_index
+        if bad.any():
+            values = np.unique(mask[bad])
+            shown = ", ".join(str(v) for v in values[:10].tolist())
+            more = f" (and {len(values) - 10} more)" if len(values) > 10 else ""
+            classes = (
+                f"[0, {self.num_classes})"
+                if self.num_classes is not None
+                else "non-negative values"
+            )
+            raise ValueError(
+                f"mask {str(path)!r} has value(s) {shown}{more} outside the classes {classes} "
+                f"and not ignore_index={self.ignore_index} ({int(bad.sum())} pixels); "
+                "set num_classes to the real number of classes, or map those values to "
+                f"{self.ignore_index} (e.g. a 0/255 binary mask needs 255 -> 1)"
+            )
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, see FolderDataset for the mode rules."""
+    with Image.open(path) as im:
+        mode = im.mode
+        if mode not in _TO_RGB_MODES:
+            bands = len(im.getbands())
+            raise ValueError(
+                f"image {str(path)!r} has PIL mode {mode!r} ({bands} channel(s)); supported are "
+                "8-bit RGB, grayscale (L, replicated to 3 channels), palette (P) and opaque "
+                "RGBA; convert it to 8-bit RGB first, e.g. "
+                "Image.open(p).convert('RGB').save(p) after rescaling"
+            )
+        if mode in _ALPHA_MODES:
+            alpha = np.asarray(im.getchannel("A"))
+            if (alpha != 255).any():
+                frac = float((alpha != 255).mean())
+                raise ValueError(
+                    f"image {str(path)!r} is {mode} with transparency ({frac:.1%} of pixels not "
+                    "opaque); the colour under transparent pixels is arbitrary, so alpha is not "
+                    "dropped silently. Composite it onto a background and save as RGB, e.g. "
+                    "Image.alpha_composite(Image.new('RGBA', im.size, 'black'), im).convert('RGB')"
+                )
+        rgb = im if mode == "RGB" else im.convert("RGB")
+        # np.array (a writable copy): torch warns on read-only buffers.
+        return np.array(rgb, dtype=np.uint8)
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """(H, W) integer class indices."""
+    with Image.open(path) as im:
+        if im.mode not in _MASK_MODES:
+            raise ValueError(
+                f"mask {str(path)!r} has PIL mode {im.mode!r} ({len(im.getbands())} channel(s)); "
+                "masks must be single-channel PNGs of class indices (mode L or P). A colour-coded "
+                "RGB mask needs its colours mapped to indices first (one index per class colour)"
+            )
+        return np.asarray(im)
