@@ -71,14 +71,15 @@ def run(args, method: str, out_dir: Path) -> dict:
 
 def main() -> None:
     p = base_parser(__doc__.splitlines()[0], max_steps=1500)
-    p.add_argument("--output-stride", type=int, default=16)
-    p.add_argument("--lr", type=float, default=0.01, help="generator SGD lr (the paper: 2.5e-4)")
+    p.add_argument("--output-stride", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.05, help="generator SGD lr (the paper: 2.5e-4)")
     p.add_argument("--lr-d", type=float, default=1e-4)
     p.add_argument("--st-threshold", type=float, default=0.2, help="gate on D(fake) probability")
+    p.add_argument("--methods", default="supervised,s4gan", help="comma-separated runs")
     p.add_argument("--out", type=Path, default=Path("runs/s4gan_synthetic"))
     args = p.parse_args()
     prepare(args)
-    rows = [run(args, method, args.out) for method in ("supervised", "s4gan")]
+    rows = [run(args, method, args.out) for method in args.methods.split(",")]
     print_table(rows, args.out)
 
 

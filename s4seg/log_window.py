@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from s4seg.distributed import all_gather_cat, all_reduce_sum, world_size
+from s4seg.ops.stats import PseudoLabelStats
 
 LOSSES = ("loss_ce", "loss_fm", "loss_st", "loss_d")
 SCORES = ("d_fake", "d_real")  # discriminator probabilities, one per image
@@ -25,6 +29,7 @@ class LogWindow:
     def __init__(self) -> None:
         self.steps = 0
         self.sums: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}  # steps that reported each key (D may skip steps)
         self.scores: dict[str, list[Tensor]] = {}
         self.latest: dict[str, Any] = {}
 
@@ -37,20 +42,27 @@ class LogWindow:
                 self.latest[key] = value
             else:
                 self.sums[key] = self.sums[key] + value if key in self.sums else value
+                self.counts[key] = self.counts.get(key, 0) + 1
 
     def flush(self) -> dict[str, Any]:
         """Python numbers of the window (then empties it)."""
-        n = max(self.steps, 1)
         rec: dict[str, Any] = {"window_steps": self.steps}
-        for key in LOSSES:
+        # Under torchrun every number covers all ranks: sums are summed, scores gathered.
+        world = world_size()
+        for key in LOSSES:  # the mean over the steps that computed the loss
             if key in self.sums:
-                rec[key] = float(self.sums[key]) / n
+                rec[key] = float(all_reduce_sum(self.sums[key].float())) / (
+                    self.counts[key] * world
+                )
         if "stats" in self.sums:
-            rec.update(self.sums["stats"].to_log("st"))
+            stats = self.sums["stats"]
+            summed = (all_reduce_sum(getattr(stats, f.name)) for f in fields(stats))
+            rec.update(PseudoLabelStats(*summed).to_log("st"))
         if "gate_images_passed" in self.sums:  # images whose score passed the image gate
-            rec["gate_images_passed"] = int(self.sums["gate_images_passed"])
+            rec["gate_images_passed"] = int(all_reduce_sum(self.sums["gate_images_passed"]))
+            rec["gate_images_total"] = int(self.sums["gate_images_total"]) * world
         for key, values in self.scores.items():
-            scores = torch.cat(values).float()
+            scores = all_gather_cat(torch.cat(values).float())
             q = torch.quantile(scores, torch.tensor([0.1, 0.5, 0.9], device=scores.device)).tolist()
             rec[f"{key}_mean"] = float(scores.mean())
             rec.update({f"{key}_p10": q[0], f"{key}_p50": q[1], f"{key}_p90": q[2]})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from s4seg.callbacks import Callback, Checkpointer, check_callbacks
 from s4seg.checkpoint import config_mismatches, load_checkpoint
+from s4seg.distributed import all_reduce_sum, is_distributed, is_main_process, world_size
 from s4seg.filters import DiscriminatorGate, PseudoLabelFilter
 from s4seg.inference import predict_logits
 from s4seg.log_window import LogWindow, nonfinite_keys
@@ -72,6 +74,7 @@ class TrainerConfig:
     eval_window: int | None = None  # sliding-window evaluation with this square window
     check_finite: bool = True  # one host sync per step so that a NaN never reaches the weights
     check_inputs: bool = True  # mask-value checks (host syncs); off once the data is known good
+    sync_bn: bool = False  # under torchrun: batch-norm statistics over all ranks' batches
     max_nonfinite_steps: int = 10  # consecutive skipped steps before giving up
 
     def __post_init__(self) -> None:
@@ -95,7 +98,8 @@ class Trainer:
         val_loader: finite iterable of labelled batches for :meth:`evaluate`.
         discriminator: default :class:`FMDiscriminator` of the generator's classes.
         pseudo_filter: default :class:`DiscriminatorGate` at 0.2 (the S4GAN rule).
-        g_optimizer, d_optimizer: default SGD and Adam from the config.
+        g_optimizer: default SGD from the config.
+        d_optimizer: default Adam from the config.
         callbacks: default none; :func:`s4seg.callbacks.default_callbacks` gives
             logs, progress bar and checkpoints in a run folder.
     """
@@ -117,7 +121,9 @@ class Trainer:
     ) -> None:
         self.config = cfg = config or TrainerConfig()
         self.device = _resolve_device(cfg.device)
-        self.num_classes = int(generator.num_classes)
+        self.num_classes = _num_classes(generator)
+        if is_distributed() and cfg.sync_bn:
+            generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
         self.generator = generator.to(self.device)
         self.labelled_loader, self.val_loader = labelled_loader, val_loader
         self.loaders: dict[str, Any] = {"labelled": labelled_loader}
@@ -133,6 +139,9 @@ class Trainer:
                 )
             self.loaders.update(unlabelled=unlabelled_loader, d=d_loader)
         self.discriminator = discriminator.to(self.device) if discriminator is not None else None
+        # Under torchrun the step runs the DDP wrappers; checkpoints hold the bare modules,
+        # so a DDP checkpoint loads in a single process and the other way round.
+        self._g, self._d = _ddp(self.generator, self.device), _ddp(self.discriminator, self.device)
         # D(fake) comes from a sigmoid, so the gate's range check (a host sync) is moot.
         self.pseudo_filter = pseudo_filter or DiscriminatorGate(0.2, check_range=False)
         self.ce = SupervisedCrossEntropy(cfg.ignore_index, check_labels=cfg.check_inputs)
@@ -164,11 +173,12 @@ class Trainer:
         self.best_miou, self.best_step, self.evals_since_best = -math.inf, -1, 0
         self.nonfinite_in_row = self.nonfinite_total = 0
         self._window = LogWindow()
+        self._data_seconds, self._window_start = 0.0, time.perf_counter()
 
     # ----------------------------------------------------------------- one step
     def train_step(self) -> dict[str, Tensor]:
         """One S4GAN step at ``self.step``; returns detached tensors (no host sync)."""
-        cfg, g, d, step = self.config, self.generator, self.discriminator, self.step
+        cfg, g, d, step = self.config, self._g, self._d, self.step
         factor = poly_lr_factor(step, cfg.max_steps, cfg.poly_power, cfg.warmup_steps)
         set_lr_factor(self.g_optimizer, factor)
         set_lr_factor(self.d_optimizer, factor)
@@ -181,7 +191,7 @@ class Trainer:
         out: dict[str, Any] = {"loss_ce": loss_ce.detach()}
         if d is not None:
             d.train()
-            img_u = self._to_device(next(self.loaders["unlabelled"])["image"])
+            img_u = self._to_device(self._next("unlabelled")["image"])
             img_d, mask_d = self._labelled_batch("d")
             real_in = discriminator_input(
                 one_hot_labels(
@@ -204,6 +214,7 @@ class Trainer:
                 loss_st, stats = self.st(logits_u, decision)
                 out["gate_threshold"] = decision.image_threshold
                 out["gate_images_passed"] = decision.image_keep.sum()
+                out["gate_images_total"] = decision.image_keep.numel()
                 out["pixel_threshold"] = decision.pixel_threshold.float().mean()
             else:
                 loss_st = logits_u.new_zeros((), dtype=torch.float32)
@@ -229,7 +240,7 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         # The one intended host sync per step (config.check_finite): a NaN or inf loss
         # is skipped and counted before it can reach the weights.
-        if self.config.check_finite and not bool(torch.isfinite(loss)):
+        if self.config.check_finite and not _finite_on_all_ranks(loss):
             self.nonfinite_in_row += 1
             self.nonfinite_total += 1
             warnings.warn(
@@ -300,13 +311,21 @@ class Trainer:
                     self.generator, self._to_device(image), self.config.eval_window
                 )
             metric.update(logits.float(), self._to_device(mask))
+        metric.confusion = all_reduce_sum(metric.confusion)  # each rank saw its shard
         return metric.compute()
 
     # ----------------------------------------------------------------- logging
     def _flush_window(self) -> dict[str, Any]:
         rec = {"step": self.step, **self._window.flush()}  # the host sync of a log step
+        self.train_metric.confusion = all_reduce_sum(self.train_metric.confusion)
         rec["train_miou"] = self.train_metric.compute()["miou"]
         self.train_metric.reset()
+        # Share of the window's wall time spent waiting for batches (this rank).
+        now = time.perf_counter()
+        rec["data_wait_frac"] = self._data_seconds / max(now - self._window_start, 1e-9)
+        self._data_seconds, self._window_start = 0.0, now
+        if self.device.type == "cuda":
+            rec["gpu_mem_peak_mib"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         rec["lr_g"] = self.g_optimizer.param_groups[0]["lr"]
         if self.d_optimizer is not None:
             rec["lr_d"] = self.d_optimizer.param_groups[0]["lr"]
@@ -316,6 +335,8 @@ class Trainer:
         return rec
 
     def _emit(self, hook: str, *args: Any) -> None:
+        if not is_main_process():  # only rank 0 logs, checkpoints and reports
+            return
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
 
@@ -386,8 +407,14 @@ class Trainer:
 
     # ----------------------------------------------------------------- helpers
     def _labelled_batch(self, name: str) -> tuple[Tensor, Tensor]:
-        image, mask = _split_labelled(next(self.loaders[name]), f"{name} loader")
+        image, mask = _split_labelled(self._next(name), f"{name} loader")
         return self._to_device(image), self._to_device(mask)
+
+    def _next(self, name: str) -> Any:
+        start = time.perf_counter()
+        batch = next(self.loaders[name])
+        self._data_seconds += time.perf_counter() - start
+        return batch
 
     def _to_device(self, t: Tensor) -> Tensor:
         return t.to(self.device, non_blocking=True)
@@ -407,6 +434,31 @@ def _split_labelled(batch: Any, name: str) -> tuple[Tensor, Tensor]:
             f"(keys present: {sorted(batch)}); pass unlabelled data as unlabelled_loader"
         )
     return batch["image"], batch["mask"]
+
+
+def _ddp(model: nn.Module | None, device: torch.device) -> Any:
+    if model is None or not is_distributed():
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _finite_on_all_ranks(loss: Tensor) -> bool:
+    # Every rank must skip together, or the others would wait forever in backward.
+    finite = torch.isfinite(loss.detach()).to(torch.int32)
+    if is_distributed():
+        finite = all_reduce_sum(finite) == world_size()
+    return bool(finite)
+
+
+def _num_classes(generator: nn.Module) -> int:
+    n = getattr(generator, "num_classes", None)
+    if not isinstance(n, int) or n < 1:
+        raise TypeError(
+            f"the generator needs an int attribute num_classes (got {n!r}): set it to the "
+            "number of classes its logits have"
+        )
+    return n
 
 
 def _resolve_device(name: str) -> torch.device:
