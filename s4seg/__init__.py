@@ -32,10 +32,13 @@ from s4seg.data import (
 )
 from s4seg.filters import (
     AndFilter,
+    ClasswiseThreshold,
     DiscriminatorGate,
     FilterDecision,
     PixelConfidenceFilter,
     PseudoLabelFilter,
+    SelfAdaptiveThreshold,
+    TargetRateGate,
     filter_stats,
 )
 from s4seg.inference import predict_logits, sliding_window_logits
@@ -78,6 +81,7 @@ __all__ = [
     "Augmented",
     "Callback",
     "Checkpointer",
+    "ClasswiseThreshold",
     "Compose",
     "ConfigSaver",
     "Constant",
@@ -103,10 +107,12 @@ __all__ = [
     "Schedule",
     "SegmentationGenerator",
     "SegmentationMetric",
+    "SelfAdaptiveThreshold",
     "SelfTrainingLoss",
     "Step",
     "SupervisedCrossEntropy",
     "SyntheticShapes",
+    "TargetRateGate",
     "TensorBoardLogger",
     "TimmEncoder",
     "Trainer",

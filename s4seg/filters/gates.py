@@ -1,9 +1,4 @@
-"""Pseudo-label filters: decide which unlabelled images and pixels may teach.
-
-Filters decide; the fused op (:func:`s4seg.ops.confidence_masked_cross_entropy`,
-called by :class:`s4seg.losses.SelfTrainingLoss`) does the per-pixel work once. A
-filter returns a :class:`FilterDecision`: a per-image keep mask and a threshold on
-each pixel's max softmax probability.
+"""The S4GAN image gate, the pixel-confidence filter and their AND.
 
 Two different things get thresholded, in two different units, and every filter says
 which in its ``thresholds`` text:
@@ -20,123 +15,22 @@ in logs (:class:`s4seg.ops.PseudoLabelStats` has separate image and pixel fields
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from s4seg.ops.confidence_masked_ce import _threshold_kind
-from s4seg.ops.reference import select_pseudo_labels
-from s4seg.ops.stats import PseudoLabelStats
-from s4seg.schedules import Constant, Schedule, as_schedule
+from s4seg.filters.base import (
+    FilterDecision,
+    PseudoLabelFilter,
+    _check_logits,
+    _describe,
+    _threshold_arg,
+    _threshold_at,
+)
+from s4seg.schedules import Schedule
 
-__all__ = [
-    "AndFilter",
-    "DiscriminatorGate",
-    "FilterDecision",
-    "PixelConfidenceFilter",
-    "PseudoLabelFilter",
-    "filter_stats",
-]
-
-
-# eq=False: == on tensor fields would be ambiguous; compare the fields instead.
-@dataclass(frozen=True, eq=False)
-class FilterDecision:
-    """What a filter decided for one batch (all tensors: no host sync).
-
-    Attributes:
-        image_keep: images allowed to contribute pseudo-labels.
-        pixel_threshold: threshold on each pixel's max softmax probability; a pixel
-            of a kept image is kept when its confidence is >= this (0 keeps every
-            pixel). 0-d, or (C,) per class, or (B,) per image.
-        image_scores: the per-image score the image gate looked at (the
-            discriminator's probability), for logs; None without a gate.
-        image_threshold: the gate's threshold on ``image_scores`` at this step;
-            None without a gate.
-
-    Shape:
-        image_keep: (B,) bool. image_scores: (B,).
-    """
-
-    image_keep: Tensor
-    pixel_threshold: Tensor
-    image_scores: Tensor | None = None
-    image_threshold: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.image_keep.dim() != 1 or self.image_keep.dtype != torch.bool:
-            raise ValueError(
-                f"image_keep must be a (B,) bool tensor, got shape {tuple(self.image_keep.shape)} "
-                f"and dtype {self.image_keep.dtype}"
-            )
-        if self.pixel_threshold.dim() > 1 or not self.pixel_threshold.is_floating_point():
-            raise ValueError(
-                f"pixel_threshold must be a 0-d, (C,) or (B,) float tensor, got shape "
-                f"{tuple(self.pixel_threshold.shape)} and dtype {self.pixel_threshold.dtype}"
-            )
-
-
-@runtime_checkable
-class PseudoLabelFilter(Protocol):
-    """Decides which images and pixels of an unlabelled batch become pseudo-labels.
-
-    Attributes:
-        thresholds: one line saying what is thresholded and in which unit, e.g.
-            ``"image: D(fake) probability per image > 0.2; pixels of kept images: all"``.
-    """
-
-    @property
-    def thresholds(self) -> str: ...
-
-    def decide(self, *, logits: Tensor, d_prob: Tensor | None, step: int) -> FilterDecision:
-        """Decide for one batch.
-
-        Args:
-            logits: the segmentation logits of the unlabelled batch.
-            d_prob: the discriminator's probability per image (needed by a gate).
-            step: training step, for scheduled thresholds.
-
-        Shape:
-            logits: (B, C, H, W). d_prob: (B,).
-        """
-        ...
-
-
-def _threshold_arg(owner: str, threshold: float | Schedule) -> Schedule:
-    """Validate a number now; a schedule's values are checked at each step."""
-    if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
-        t = float(threshold)
-        if not 0.0 <= t <= 1.0:  # also rejects NaN
-            raise ValueError(
-                f"{owner} threshold must be in [0, 1] (a probability, not a percentage or a "
-                f"logit), got {t}"
-            )
-    return as_schedule(threshold)
-
-
-def _threshold_at(owner: str, schedule: Schedule, step: int) -> float:
-    t = schedule(step)
-    if not 0.0 <= t <= 1.0:  # also rejects NaN
-        raise ValueError(
-            f"{owner} threshold at step {step} is {t}, outside [0, 1]; the threshold is a "
-            f"probability, fix the schedule {schedule!r}"
-        )
-    return float(t)
-
-
-def _describe(schedule: Schedule) -> str:
-    """``0.2`` for a constant, the schedule's repr otherwise."""
-    return repr(schedule.value) if isinstance(schedule, Constant) else repr(schedule)
-
-
-def _check_logits(owner: str, logits: Tensor) -> None:
-    if logits.dim() != 4:
-        raise ValueError(
-            f"{owner}.decide needs logits of shape (B, C, H, W), got {tuple(logits.shape)}"
-        )
+__all__ = ["AndFilter", "DiscriminatorGate", "PixelConfidenceFilter"]
 
 
 class DiscriminatorGate:
@@ -309,55 +203,28 @@ class AndFilter:
             image_threshold=None if gated is None else gated.image_threshold,
         )
 
+    def state_dict(self) -> dict[str, Any]:
+        """The state of the parts that have one, keyed by their position.
+
+        Lets the trainer checkpoint a stateful part (an adaptive threshold) that is
+        wrapped in an AndFilter; ``{}`` when no part has state.
+        """
+        return {
+            str(i): f.state_dict()  # type: ignore[attr-defined]
+            for i, f in enumerate(self.filters)
+            if callable(getattr(f, "state_dict", None))
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the parts must be the same kinds in the same order."""
+        expected = set(self.state_dict())
+        if set(state) != expected:
+            raise ValueError(
+                f"AndFilter state has parts {sorted(state)} but this filter's stateful parts are "
+                f"{sorted(expected)}: build the AndFilter with the same parts in the same order"
+            )
+        for key, part_state in state.items():
+            self.filters[int(key)].load_state_dict(part_state)  # type: ignore[attr-defined]
+
     def __repr__(self) -> str:
         return f"AndFilter({', '.join(repr(f) for f in self.filters)})"
-
-
-@torch.no_grad()
-def filter_stats(
-    decision: FilterDecision,
-    logits: Tensor,
-    *,
-    teacher_logits: Tensor | None = None,
-    ignore_index: int = 255,
-) -> PseudoLabelStats:
-    """Counts of what a decision keeps, without computing a loss.
-
-    Uses the selection of the reference op, so the counts equal the ``stats``
-    returned by :class:`s4seg.losses.SelfTrainingLoss` for the same inputs.
-
-    Args:
-        decision: a filter's decision for this batch.
-        logits: the prediction whose softmax gives confidence and pseudo-labels
-            (unless ``teacher_logits`` is given).
-        teacher_logits: logits that give confidence and pseudo-labels instead.
-        ignore_index: pseudo-label value that is never kept.
-
-    Returns:
-        Kept images (images with at least one kept pixel) out of B, and kept pixels
-        out of B*H*W, as tensors.
-
-    Shape:
-        logits, teacher_logits: (B, C, H, W).
-    """
-    source = teacher_logits if teacher_logits is not None else logits
-    if source.dim() != 4:
-        raise ValueError(f"logits must be (B, C, H, W), got shape {tuple(source.shape)}")
-    b, c = source.shape[:2]
-    if tuple(decision.image_keep.shape) != (b,):
-        raise ValueError(
-            f"decision.image_keep has shape {tuple(decision.image_keep.shape)} but the batch has "
-            f"B={b} images; decide on the same batch"
-        )
-    threshold = decision.pixel_threshold.to(device=source.device, dtype=torch.float32)
-    kind = _threshold_kind(threshold, b, c, "auto")
-    _, _, selected = select_pseudo_labels(
-        source.detach(),
-        threshold,
-        kind,
-        labels=None,
-        image_keep=decision.image_keep.to(source.device),
-        ignore_index=ignore_index,
-        temperature=1.0,
-    )
-    return PseudoLabelStats.from_mask(selected)

@@ -1,0 +1,42 @@
+"""Pseudo-label filters: decide which unlabelled images and pixels may teach.
+
+Filters decide; the fused op (:func:`s4seg.ops.confidence_masked_cross_entropy`,
+called by :class:`s4seg.losses.SelfTrainingLoss`) does the per-pixel work once. A
+filter returns a :class:`FilterDecision`: a per-image keep mask and a threshold on
+each pixel's max softmax probability.
+
+Two different things get thresholded, in two different units, and every filter says
+which in its ``thresholds`` text:
+
+* image gates score **one value per image**: :class:`DiscriminatorGate` (the S4GAN
+  rule, a fixed threshold on the discriminator's probability) and
+  :class:`TargetRateGate` (``by="image"``: the top fraction of each batch by that
+  probability);
+* pixel filters score **one value per pixel**, the largest softmax probability:
+  :class:`PixelConfidenceFilter` (fixed), :class:`SelfAdaptiveThreshold` (FreeMatch),
+  :class:`ClasswiseThreshold` (FlexMatch) and ``TargetRateGate(by="pixel")``.
+
+:class:`AndFilter` combines an image gate with a pixel filter. Stateful filters
+(the adaptive and class-wise thresholds) have ``state_dict``/``load_state_dict``, so
+the trainer's checkpoints keep them and a resumed run stays exact.
+"""
+
+from __future__ import annotations
+
+from s4seg.filters.adaptive import SelfAdaptiveThreshold
+from s4seg.filters.base import FilterDecision, PseudoLabelFilter, filter_stats
+from s4seg.filters.classwise import ClasswiseThreshold
+from s4seg.filters.gates import AndFilter, DiscriminatorGate, PixelConfidenceFilter
+from s4seg.filters.target_rate import TargetRateGate
+
+__all__ = [
+    "AndFilter",
+    "ClasswiseThreshold",
+    "DiscriminatorGate",
+    "FilterDecision",
+    "PixelConfidenceFilter",
+    "PseudoLabelFilter",
+    "SelfAdaptiveThreshold",
+    "TargetRateGate",
+    "filter_stats",
+]

@@ -1,0 +1,214 @@
+"""What every pseudo-label filter shares: the decision, the protocol, the counts.
+
+Filters decide; the fused op (:func:`s4seg.ops.confidence_masked_cross_entropy`,
+called by :class:`s4seg.losses.SelfTrainingLoss`) does the per-pixel work once. A
+filter returns a :class:`FilterDecision`: a per-image keep mask and a threshold on
+each pixel's max softmax probability.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from s4seg.ops.confidence_masked_ce import _threshold_kind
+from s4seg.ops.reference import select_pseudo_labels
+from s4seg.ops.stats import PseudoLabelStats
+from s4seg.schedules import Constant, Schedule, as_schedule
+
+__all__ = ["FilterDecision", "PseudoLabelFilter", "filter_stats"]
+
+
+# eq=False: == on tensor fields would be ambiguous; compare the fields instead.
+@dataclass(frozen=True, eq=False)
+class FilterDecision:
+    """What a filter decided for one batch (all tensors: no host sync).
+
+    Attributes:
+        image_keep: images allowed to contribute pseudo-labels.
+        pixel_threshold: threshold on each pixel's max softmax probability; a pixel
+            of a kept image is kept when its confidence is >= this (0 keeps every
+            pixel). 0-d, or (C,) per class, or (B,) per image.
+        image_scores: the per-image score the image gate looked at (the
+            discriminator's probability), for logs; None without a gate.
+        image_threshold: the gate's threshold on ``image_scores`` at this step;
+            None without a gate. A 0-d tensor when it depends on the batch (the
+            cut-off score of :class:`s4seg.filters.TargetRateGate`), so that no host
+            sync is needed; the trainer reads it at the log step.
+
+    Shape:
+        image_keep: (B,) bool. image_scores: (B,).
+    """
+
+    image_keep: Tensor
+    pixel_threshold: Tensor
+    image_scores: Tensor | None = None
+    image_threshold: float | Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_keep.dim() != 1 or self.image_keep.dtype != torch.bool:
+            raise ValueError(
+                f"image_keep must be a (B,) bool tensor, got shape {tuple(self.image_keep.shape)} "
+                f"and dtype {self.image_keep.dtype}"
+            )
+        if self.pixel_threshold.dim() > 1 or not self.pixel_threshold.is_floating_point():
+            raise ValueError(
+                f"pixel_threshold must be a 0-d, (C,) or (B,) float tensor, got shape "
+                f"{tuple(self.pixel_threshold.shape)} and dtype {self.pixel_threshold.dtype}"
+            )
+
+
+@runtime_checkable
+class PseudoLabelFilter(Protocol):
+    """Decides which images and pixels of an unlabelled batch become pseudo-labels.
+
+    Attributes:
+        thresholds: one line saying what is thresholded and in which unit, e.g.
+            ``"image: D(fake) probability per image > 0.2; pixels of kept images: all"``.
+    """
+
+    @property
+    def thresholds(self) -> str: ...
+
+    def decide(self, *, logits: Tensor, d_prob: Tensor | None, step: int) -> FilterDecision:
+        """Decide for one batch.
+
+        Args:
+            logits: the segmentation logits of the unlabelled batch.
+            d_prob: the discriminator's probability per image (needed by a gate).
+            step: training step, for scheduled thresholds.
+
+        Shape:
+            logits: (B, C, H, W). d_prob: (B,).
+        """
+        ...
+
+
+def _threshold_arg(owner: str, threshold: float | Schedule) -> Schedule:
+    """Validate a number now; a schedule's values are checked at each step."""
+    if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
+        t = float(threshold)
+        if not 0.0 <= t <= 1.0:  # also rejects NaN
+            raise ValueError(
+                f"{owner} threshold must be in [0, 1] (a probability, not a percentage or a "
+                f"logit), got {t}"
+            )
+    return as_schedule(threshold)
+
+
+def _threshold_at(owner: str, schedule: Schedule, step: int) -> float:
+    t = schedule(step)
+    if not 0.0 <= t <= 1.0:  # also rejects NaN
+        raise ValueError(
+            f"{owner} threshold at step {step} is {t}, outside [0, 1]; the threshold is a "
+            f"probability, fix the schedule {schedule!r}"
+        )
+    return float(t)
+
+
+def _describe(schedule: Schedule) -> str:
+    """``0.2`` for a constant, the schedule's repr otherwise."""
+    return repr(schedule.value) if isinstance(schedule, Constant) else repr(schedule)
+
+
+def _check_logits(owner: str, logits: Tensor) -> None:
+    if logits.dim() != 4:
+        raise ValueError(
+            f"{owner}.decide needs logits of shape (B, C, H, W), got {tuple(logits.shape)}"
+        )
+
+
+@torch.no_grad()
+def filter_stats(
+    decision: FilterDecision,
+    logits: Tensor,
+    *,
+    teacher_logits: Tensor | None = None,
+    ignore_index: int = 255,
+) -> PseudoLabelStats:
+    """Counts of what a decision keeps, without computing a loss.
+
+    Uses the selection of the reference op, so the counts equal the ``stats``
+    returned by :class:`s4seg.losses.SelfTrainingLoss` for the same inputs.
+
+    Args:
+        decision: a filter's decision for this batch.
+        logits: the prediction whose softmax gives confidence and pseudo-labels
+            (unless ``teacher_logits`` is given).
+        teacher_logits: logits that give confidence and pseudo-labels instead.
+        ignore_index: pseudo-label value that is never kept.
+
+    Returns:
+        Kept images (images with at least one kept pixel) out of B, and kept pixels
+        out of B*H*W, as tensors.
+
+    Shape:
+        logits, teacher_logits: (B, C, H, W).
+    """
+    source = teacher_logits if teacher_logits is not None else logits
+    if source.dim() != 4:
+        raise ValueError(f"logits must be (B, C, H, W), got shape {tuple(source.shape)}")
+    b, c = source.shape[:2]
+    if tuple(decision.image_keep.shape) != (b,):
+        raise ValueError(
+            f"decision.image_keep has shape {tuple(decision.image_keep.shape)} but the batch has "
+            f"B={b} images; decide on the same batch"
+        )
+    threshold = decision.pixel_threshold.to(device=source.device, dtype=torch.float32)
+    kind = _threshold_kind(threshold, b, c, "auto")
+    _, _, selected = select_pseudo_labels(
+        source.detach(),
+        threshold,
+        kind,
+        labels=None,
+        image_keep=decision.image_keep.to(source.device),
+        ignore_index=ignore_index,
+        temperature=1.0,
+    )
+    return PseudoLabelStats.from_mask(selected)
+
+
+def _momentum_arg(owner: str, momentum: float) -> float:
+    """An EMA momentum in [0, 1), or a ValueError that names it."""
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"{owner} momentum must be a float in [0, 1), got {momentum!r}")
+    m = float(momentum)
+    if not 0.0 <= m < 1.0:  # also rejects NaN
+        raise ValueError(
+            f"{owner} momentum must be in [0, 1) (the weight of the old value in the moving "
+            f"average), got {m}; 0.999 is FreeMatch's choice"
+        )
+    return m
+
+
+def _num_classes_arg(owner: str, num_classes: int) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"{owner} num_classes must be an int, got {num_classes!r}")
+    if num_classes < 2:
+        raise ValueError(f"{owner} num_classes must be >= 2, got {num_classes}")
+    return int(num_classes)
+
+
+def _restore_state(
+    owner: str, state: dict[str, Tensor], current: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """Checked copies of ``state``'s tensors, on the device and dtype of ``current``'s."""
+    if set(state) != set(current):
+        raise ValueError(
+            f"{owner} state has keys {sorted(state)}, expected {sorted(current)}: the checkpoint "
+            f"was written by another filter"
+        )
+    restored = {}
+    for key, value in state.items():
+        if not torch.is_tensor(value) or value.shape != current[key].shape:
+            shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+            raise ValueError(
+                f"{owner} state {key!r} must be a tensor of shape {tuple(current[key].shape)}, "
+                f"got {shape}; was the filter built with another num_classes?"
+            )
+        restored[key] = value.detach().to(current[key].device, current[key].dtype).clone()
+    return restored
