@@ -113,3 +113,8 @@ def test_deeplabv2_folder_recipe_on_demo_data(tmp_path):
         cwd=tmp_path,
     )
     assert "resuming from step 2" in again
+
+
+def test_doctor_demo_writes_a_report(tmp_path):
+    run("doctor_demo.py", "--max-steps", "2", *SMALL, "--out", tmp_path / "r", cwd=tmp_path)
+    assert (tmp_path / "r" / "report.md").exists()
