@@ -15,6 +15,7 @@ from torch.utils.data import DistributedSampler, Subset
 from s4seg.callbacks import Callback
 from s4seg.data import InfiniteLoader, SyntheticShapes, Unlabelled
 from s4seg.distributed import all_reduce_sum, is_distributed, rank
+from s4seg.filters import ClasswiseThreshold, SelfAdaptiveThreshold, TargetRateGate
 from s4seg.models import FMDiscriminator
 from s4seg.trainer import Trainer, TrainerConfig
 
@@ -71,6 +72,7 @@ def _worker(r: int, port: int, out: str) -> None:
         sup = build("supervised", PER_RANK, distributed=True).fit()
         log: list = []
         gan = build("s4gan", PER_RANK, distributed=True, log=log).fit()
+        filters_agree = _filters_agree(r)
         flat = torch.cat([p.detach().flatten() for p in gan.discriminator.parameters()])
         same = all_reduce_sum(flat) / 2  # the mean equals each rank's copy when in sync
         if r == 0:
@@ -78,6 +80,7 @@ def _worker(r: int, port: int, out: str) -> None:
                 {
                     "supervised": sup.generator.state_dict(),
                     "s4gan_in_sync": bool(torch.allclose(flat, same)),
+                    "filters_agree": filters_agree,
                     "log": log,
                     "checkpoint": gan.state_dict(),
                 },
@@ -87,6 +90,23 @@ def _worker(r: int, port: int, out: str) -> None:
             assert log == []  # only rank 0 runs callbacks
     finally:
         dist.destroy_process_group()
+
+
+def _filters_agree(r: int) -> bool:
+    """Different data on each rank, the same thresholds everywhere."""
+    g = torch.Generator().manual_seed(r)
+    logits, d_prob = torch.randn(4, 6, 5, 5, generator=g), torch.rand(4, generator=g)
+    decisions = [
+        TargetRateGate(0.5).decide(logits=logits, d_prob=d_prob, step=1),
+        TargetRateGate(0.3, by="pixel").decide(logits=logits, d_prob=None, step=1),
+    ]
+    values = [torch.as_tensor(decisions[0].image_threshold), decisions[1].pixel_threshold]
+    adaptive = SelfAdaptiveThreshold(6)
+    values.append(adaptive.decide(logits=logits, step=1).pixel_threshold)
+    values.append(ClasswiseThreshold(6).decide(logits=logits, step=1).pixel_threshold)
+    kept = all_reduce_sum(decisions[0].image_keep.sum())
+    agree = all(torch.allclose(v, all_reduce_sum(v.float()) / 2) for v in values)
+    return agree and int(kept) == 4  # the top half of 2 x 4 images, across ranks
 
 
 def _free_port() -> int:
@@ -104,6 +124,7 @@ def test_two_process_gloo_run_matches_one_process_with_the_combined_batch(tmp_pa
     for key, value in single.generator.state_dict().items():
         torch.testing.assert_close(result["supervised"][key], value, **TOL)
     assert result["s4gan_in_sync"]
+    assert result["filters_agree"]
     # A DDP checkpoint holds the bare modules: it loads into a single-process trainer.
     resumed = build("s4gan", 2 * PER_RANK, distributed=False)
     resumed.load_state_dict(result["checkpoint"])

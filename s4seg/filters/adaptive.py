@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from s4seg.distributed import all_reduce_sum, world_size
 from s4seg.filters.base import (
     FilterDecision,
     _check_logits,
@@ -87,8 +88,12 @@ class SelfAdaptiveThreshold:
         probs = logits.detach().float().softmax(dim=1)
         self._to(probs.device)
         w = 1.0 - self.momentum
-        self.global_threshold.lerp_(probs.amax(dim=1).mean(), w).clamp_(0.0, 1.0)
-        self.class_probs.lerp_(probs.mean(dim=(0, 2, 3)), w).clamp_(0.0, 1.0)
+        # Means over all ranks' batches, so every rank applies the same thresholds.
+        world = world_size()
+        batch_conf = all_reduce_sum(probs.amax(dim=1).mean()) / world
+        batch_class = all_reduce_sum(probs.mean(dim=(0, 2, 3))) / world
+        self.global_threshold.lerp_(batch_conf, w).clamp_(0.0, 1.0)
+        self.class_probs.lerp_(batch_class, w).clamp_(0.0, 1.0)
 
     def decide(self, *, logits: Tensor, d_prob: Tensor | None = None, step: int) -> FilterDecision:
         """Update the averages with this batch, then threshold its pixels.

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from s4seg.distributed import all_reduce_sum, world_size
 from s4seg.filters.base import (
     FilterDecision,
     _check_logits,
@@ -114,9 +115,12 @@ class ClasswiseThreshold:
         self._to(probs.device)
         # scatter_add_ rather than bincount or boolean indexing: no host sync on CUDA.
         per_class = torch.zeros_like(self.learned).scatter_add_(0, pseudo.reshape(-1), confident)
+        # Counts over all ranks' pixels, so every rank applies the same thresholds.
+        per_class, n_conf = all_reduce_sum(per_class), all_reduce_sum(confident.sum())
+        n *= world_size()
         w = 1.0 - self.momentum
         self.learned.lerp_(per_class / n, w).clamp_(0.0, 1.0)
-        self.unused.lerp_(1.0 - confident.sum() / n, w).clamp_(0.0, 1.0)
+        self.unused.lerp_(1.0 - n_conf / n, w).clamp_(0.0, 1.0)
 
     def decide(self, *, logits: Tensor, d_prob: Tensor | None = None, step: int) -> FilterDecision:
         """Update the shares with this batch, then threshold each pixel by its class.

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from s4seg.distributed import all_gather_cat, is_distributed
 from s4seg.filters.base import FilterDecision, _check_logits, _describe
 from s4seg.ops.reference import select_pseudo_labels
 from s4seg.schedules import Schedule, as_schedule
@@ -133,6 +134,17 @@ class TargetRateGate:
                 f"{tuple(d_prob.shape)}"
             )
         scores = d_prob.detach()
+        if is_distributed():  # one cut-off over all ranks' images, so every rank agrees
+            everyone = all_gather_cat(scores)
+            k = kept_count(rate, everyone.numel())
+            cutoff = torch.topk(everyone, max(k, 1)).values[-1] if k else scores.new_ones(())
+            keep = scores >= cutoff if k else torch.zeros_like(scores, dtype=torch.bool)
+            return FilterDecision(
+                image_keep=keep,
+                pixel_threshold=torch.zeros((), dtype=torch.float32, device=logits.device),
+                image_scores=scores,
+                image_threshold=cutoff,
+            )
         k = kept_count(rate, b)
         keep = torch.zeros(b, dtype=torch.bool, device=scores.device)
         if k == 0:
@@ -160,7 +172,8 @@ class TargetRateGate:
             ignore_index=-1,
             temperature=1.0,
         )
-        flat = confidence.reshape(-1)
+        # Under torchrun the quantile is taken over all ranks' pixels, so all agree.
+        flat = all_gather_cat(confidence.reshape(-1))
         k = kept_count(rate, flat.numel())
         if k == 0:
             keep = torch.zeros(b, dtype=torch.bool, device=logits.device)
