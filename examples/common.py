@@ -47,6 +47,17 @@ def synthetic_splits(
     )
 
 
+def splits_from_args(args: argparse.Namespace) -> SyntheticSplits:
+    """:func:`synthetic_splits` from the flags of :func:`base_parser`."""
+    return synthetic_splits(
+        train_size=args.train_size,
+        labelled=labelled_arg(args.labelled),
+        val_size=args.val_size,
+        image_size=args.image_size,
+        seed=args.seed,
+    )
+
+
 def loaders(splits: SyntheticSplits, batch_size: int, seed: int) -> dict[str, Any]:
     """The four loaders a Trainer takes: each infinite one with its own seed.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import base_parser, labelled_arg, loaders, prepare, synthetic_splits
+from common import base_parser, loaders, prepare, splits_from_args
 
 import s4seg
 
@@ -23,13 +23,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/custom_backbone"))
     args = p.parse_args()
     prepare(args)
-    splits = synthetic_splits(
-        train_size=args.train_size,
-        labelled=labelled_arg(args.labelled),
-        val_size=args.val_size,
-        image_size=args.image_size,
-        seed=args.seed,
-    )
+    splits = splits_from_args(args)
     s4seg.seed_everything(args.seed)
     # The parts create_generator would assemble: a timm encoder and a DeepLabV2 head.
     encoder = s4seg.TimmEncoder(args.backbone, output_stride=args.output_stride)

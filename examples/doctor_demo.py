@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from common import base_parser, labelled_arg, loaders, prepare, synthetic_splits
+from common import base_parser, loaders, prepare, splits_from_args
 from torch import Tensor, nn
 
 import s4seg
@@ -64,13 +64,7 @@ def main() -> None:
     prepare(args)
     logging.basicConfig(format="%(message)s")  # the doctor's findings, readable on stderr
 
-    splits = synthetic_splits(
-        train_size=args.train_size,
-        labelled=labelled_arg(args.labelled),
-        val_size=args.val_size,
-        image_size=args.image_size,
-        seed=args.seed,
-    )
+    splits = splits_from_args(args)
     s4seg.seed_everything(args.seed)
     if args.backbone == "tiny":
         generator: nn.Module = TinySegNet(splits.num_classes)

@@ -16,24 +16,17 @@ from pathlib import Path
 from common import (
     Stopwatch,
     base_parser,
-    labelled_arg,
     loaders,
     prepare,
     print_table,
-    synthetic_splits,
+    splits_from_args,
 )
 
 import s4seg
 
 
 def run(args, method: str, out_dir: Path) -> dict:
-    splits = synthetic_splits(
-        train_size=args.train_size,
-        labelled=labelled_arg(args.labelled),
-        val_size=args.val_size,
-        image_size=args.image_size,
-        seed=args.seed,
-    )
+    splits = splits_from_args(args)
     s4seg.seed_everything(args.seed)  # the same initial weights for both runs
     generator = s4seg.create_generator(
         args.backbone, splits.num_classes, output_stride=args.output_stride

@@ -15,11 +15,10 @@ from pathlib import Path
 from common import (
     Stopwatch,
     base_parser,
-    labelled_arg,
     loaders,
     prepare,
     print_table,
-    synthetic_splits,
+    splits_from_args,
 )
 
 import s4seg
@@ -42,13 +41,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/threshold_schedules"))
     args = p.parse_args()
     prepare(args)
-    splits = synthetic_splits(
-        train_size=args.train_size,
-        labelled=labelled_arg(args.labelled),
-        val_size=args.val_size,
-        image_size=args.image_size,
-        seed=args.seed,
-    )
+    splits = splits_from_args(args)
     rows = []
     for name, schedule in schedules(args.max_steps).items():
         print(f"\n== {name}: {schedule!r}")

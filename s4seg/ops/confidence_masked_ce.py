@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -161,21 +162,13 @@ def confidence_masked_cross_entropy(
     threshold = threshold.to(device=logits.device, dtype=torch.float32)
     if kind == "scalar":
         threshold = threshold.reshape(())
+    implementation: Callable[..., tuple[Tensor, PseudoLabelStats]]
+    implementation = confidence_masked_cross_entropy_reference
     if _use_triton(logits, backend):
         from s4seg.ops.triton_confidence_masked_ce import triton_confidence_masked_cross_entropy
 
-        return triton_confidence_masked_cross_entropy(
-            logits,
-            threshold,
-            kind,
-            teacher_logits=teacher_logits,
-            labels=labels,
-            image_keep=image_keep,
-            ignore_index=ignore_index,
-            normalize=normalize,
-            temperature=temperature,
-        )
-    return confidence_masked_cross_entropy_reference(
+        implementation = triton_confidence_masked_cross_entropy
+    return implementation(
         logits,
         threshold,
         kind,
