@@ -75,6 +75,8 @@ class TrainerConfig:
     check_finite: bool = True  # one host sync per step so that a NaN never reaches the weights
     check_inputs: bool = True  # mask-value checks (host syncs); off once the data is known good
     sync_bn: bool = False  # under torchrun: batch-norm statistics over all ranks' batches
+    channels_last: bool = False  # NHWC memory format for models and images (faster convs on GPU)
+    compile_generator: bool = False  # torch.compile the generator's training forward
     max_nonfinite_steps: int = 10  # consecutive skipped steps before giving up
 
     def __post_init__(self) -> None:
@@ -141,7 +143,13 @@ class Trainer:
         self.discriminator = discriminator.to(self.device) if discriminator is not None else None
         # Under torchrun the step runs the DDP wrappers; checkpoints hold the bare modules,
         # so a DDP checkpoint loads in a single process and the other way round.
+        if cfg.channels_last:
+            self.generator.to(memory_format=torch.channels_last)
+            if self.discriminator is not None:
+                self.discriminator.to(memory_format=torch.channels_last)
         self._g, self._d = _ddp(self.generator, self.device), _ddp(self.discriminator, self.device)
+        if cfg.compile_generator:
+            self._g = torch.compile(self._g)
         # D(fake) comes from a sigmoid, so the gate's range check (a host sync) is moot.
         self.pseudo_filter = pseudo_filter or DiscriminatorGate(0.2, check_range=False)
         self.ce = SupervisedCrossEntropy(cfg.ignore_index, check_labels=cfg.check_inputs)
@@ -417,6 +425,8 @@ class Trainer:
         return batch
 
     def _to_device(self, t: Tensor) -> Tensor:
+        if self.config.channels_last and t.dim() == 4:
+            return t.to(self.device, non_blocking=True, memory_format=torch.channels_last)
         return t.to(self.device, non_blocking=True)
 
     def _autocast(self) -> Any:

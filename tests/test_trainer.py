@@ -247,3 +247,20 @@ def test_evaluate_with_sliding_window_matches_whole_image_for_a_conv_net():
     windowed = t.evaluate()
     # A 3x3 conv net sees the zero padding differently at window borders only.
     assert abs(whole["miou"] - windowed["miou"]) < 0.1
+
+
+def test_channels_last_gives_the_same_step_as_nchw():
+    a, b = make_trainer(), make_trainer(channels_last=True)
+    out_a, out_b = a.train_step(), b.train_step()
+    torch.testing.assert_close(out_a["loss_ce"], out_b["loss_ce"], rtol=1e-4, atol=1e-5)
+    for pa, pb in zip(a.generator.parameters(), b.generator.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_generator_trains_like_the_eager_one():
+    a, b = (
+        make_trainer(method="supervised"),
+        make_trainer(method="supervised", compile_generator=True),
+    )
+    assert type(b._g).__name__ == "OptimizedModule"
+    torch.testing.assert_close(a.train_step()["loss_ce"], b.train_step()["loss_ce"])
