@@ -93,7 +93,7 @@ def base_parser(description: str, *, max_steps: int) -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=200)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
-    # A 0.4M-parameter timm ResNet: both runs of the main job fit in ~10 min on 2 cores.
+    # A 0.4M-parameter timm ResNet: both runs of the main job take ~12 min on 2 cores.
     p.add_argument("--backbone", default="test_resnet")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")

@@ -5,7 +5,7 @@ the same seed; S4GAN also sees the unlabelled images. Each run writes a run fold
 (config.json, metrics.jsonl, TensorBoard events, checkpoints) under ``--out``, and the
 script prints a table of validation mIoU.
 
-    python examples/s4gan_synthetic.py                 # about 10 minutes on 2 CPU cores
+    python examples/s4gan_synthetic.py                 # about 12 minutes on 2 CPU cores
     python examples/s4gan_synthetic.py --max-steps 2   # the wiring only
 """
 
