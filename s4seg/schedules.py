@@ -105,7 +105,31 @@ class Constant:
 
 
 @dataclass(frozen=True)
-class Linear:
+class _Ramp:
+    """``start`` until ``delay``, a ramp of ``steps`` steps, then ``end``; subclasses shape it."""
+
+    start: float
+    end: float
+    steps: int
+    delay: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", _probability("start", self.start))
+        object.__setattr__(self, "end", _probability("end", self.end))
+        object.__setattr__(self, "steps", _count("steps", self.steps, 1))
+        object.__setattr__(self, "delay", _count("delay", self.delay, 0))
+
+    def _weight(self, t: float) -> float:
+        """Weight of ``end`` at ramp progress ``t`` in [0, 1]."""
+        raise NotImplementedError
+
+    def __call__(self, step: int) -> float:
+        t = _progress(_step(step), self.steps, self.delay)
+        return _lerp(self.start, self.end, self._weight(t))
+
+
+@dataclass(frozen=True)
+class Linear(_Ramp):
     """Linear ramp from ``start`` to ``end`` over ``steps`` steps, after ``delay`` steps.
 
     Holds ``start`` up to step ``delay``, reaches ``end`` at ``delay + steps`` and
@@ -118,24 +142,12 @@ class Linear:
         delay: steps to hold ``start`` before the ramp begins, >= 0.
     """
 
-    start: float
-    end: float
-    steps: int
-    delay: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "start", _probability("start", self.start))
-        object.__setattr__(self, "end", _probability("end", self.end))
-        object.__setattr__(self, "steps", _count("steps", self.steps, 1))
-        object.__setattr__(self, "delay", _count("delay", self.delay, 0))
-
-    def __call__(self, step: int) -> float:
-        t = _progress(_step(step), self.steps, self.delay)
-        return _lerp(self.start, self.end, t)
+    def _weight(self, t: float) -> float:
+        return t
 
 
 @dataclass(frozen=True)
-class Cosine:
+class Cosine(_Ramp):
     """Half-cosine ramp from ``start`` to ``end`` over ``steps`` steps, after ``delay``.
 
     Like :class:`Linear`, but the value moves slowly near both ends:
@@ -148,22 +160,9 @@ class Cosine:
         delay: steps to hold ``start`` before the ramp begins, >= 0.
     """
 
-    start: float
-    end: float
-    steps: int
-    delay: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "start", _probability("start", self.start))
-        object.__setattr__(self, "end", _probability("end", self.end))
-        object.__setattr__(self, "steps", _count("steps", self.steps, 1))
-        object.__setattr__(self, "delay", _count("delay", self.delay, 0))
-
-    def __call__(self, step: int) -> float:
-        t = _progress(_step(step), self.steps, self.delay)
-        # Weight of ``end``: 0 at t=0, 1 at t=1; clamped because cos is rounded.
-        w = min(max((1.0 - math.cos(math.pi * t)) / 2.0, 0.0), 1.0)
-        return _lerp(self.start, self.end, w)
+    def _weight(self, t: float) -> float:
+        # 0 at t=0, 1 at t=1; clamped because cos is rounded.
+        return min(max((1.0 - math.cos(math.pi * t)) / 2.0, 0.0), 1.0)
 
 
 @dataclass(frozen=True, init=False)
