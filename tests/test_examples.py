@@ -74,44 +74,12 @@ def test_deeplabv2_folder_recipe_on_demo_data(tmp_path):
     run(
         "deeplabv2_folder.py", "--make-demo-data", tmp_path / "d", "--demo-size", "40", cwd=tmp_path
     )
-    out = run(
-        "deeplabv2_folder.py",
-        "--data",
-        tmp_path / "d",
-        "--num-classes",
-        "6",
-        "--crop-size",
-        "33",
-        "--batch-size",
-        "2",
-        "--max-steps",
-        "2",
-        "--workers",
-        "0",
-        "--out",
-        tmp_path / "r",
-        cwd=tmp_path,
-    )
+    args = ["--data", tmp_path / "d", "--num-classes", "6", "--crop-size", "33",
+            "--batch-size", "2", "--workers", "0", "--out", tmp_path / "r"]  # fmt: skip
+    out = run("deeplabv2_folder.py", *args, "--max-steps", "2", cwd=tmp_path)
     assert "best val mIoU" in out
     # A second call resumes from the last checkpoint instead of starting over.
-    again = run(
-        "deeplabv2_folder.py",
-        "--data",
-        tmp_path / "d",
-        "--num-classes",
-        "6",
-        "--crop-size",
-        "33",
-        "--batch-size",
-        "2",
-        "--max-steps",
-        "3",
-        "--workers",
-        "0",
-        "--out",
-        tmp_path / "r",
-        cwd=tmp_path,
-    )
+    again = run("deeplabv2_folder.py", *args, "--max-steps", "3", cwd=tmp_path)
     assert "resuming from step 2" in again
 
 

@@ -79,12 +79,7 @@ class SelfAdaptiveThreshold:
         Shape:
             logits: (B, C, H, W).
         """
-        _check_logits("SelfAdaptiveThreshold", logits)
-        if logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"SelfAdaptiveThreshold was built for {self.num_classes} classes but the logits "
-                f"have {logits.shape[1]}; build it with num_classes={logits.shape[1]}"
-            )
+        _check_logits("SelfAdaptiveThreshold", logits, self.num_classes)
         probs = logits.detach().float().softmax(dim=1)
         self._to(probs.device)
         w = 1.0 - self.momentum

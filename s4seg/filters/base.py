@@ -115,10 +115,15 @@ def _describe(schedule: Schedule) -> str:
     return repr(schedule.value) if isinstance(schedule, Constant) else repr(schedule)
 
 
-def _check_logits(owner: str, logits: Tensor) -> None:
+def _check_logits(owner: str, logits: Tensor, num_classes: int | None = None) -> None:
     if logits.dim() != 4:
         raise ValueError(
             f"{owner}.decide needs logits of shape (B, C, H, W), got {tuple(logits.shape)}"
+        )
+    if num_classes is not None and logits.shape[1] != num_classes:
+        raise ValueError(
+            f"{owner} was built for {num_classes} classes but the logits have "
+            f"{logits.shape[1]}; build it with num_classes={logits.shape[1]}"
         )
 
 

@@ -102,12 +102,7 @@ class ClasswiseThreshold:
         Shape:
             logits: (B, C, H, W).
         """
-        _check_logits("ClasswiseThreshold", logits)
-        if logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"ClasswiseThreshold was built for {self.num_classes} classes but the logits "
-                f"have {logits.shape[1]}; build it with num_classes={logits.shape[1]}"
-            )
+        _check_logits("ClasswiseThreshold", logits, self.num_classes)
         probs = logits.detach().float().softmax(dim=1)
         confidence, pseudo = probs.max(dim=1)
         confident = (confidence > tau).float().reshape(-1)  # FlexMatch counts p > tau

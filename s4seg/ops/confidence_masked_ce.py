@@ -68,6 +68,15 @@ def _check(
         raise ValueError(f"labels must be (B, H, W)=({b}, {h}, {w}), got {tuple(labels.shape)}")
     if image_keep is not None and tuple(image_keep.shape) != (b,):
         raise ValueError(f"image_keep must be (B,)=({b},), got {tuple(image_keep.shape)}")
+    for name, t in (
+        ("teacher_logits", teacher_logits),
+        ("labels", labels),
+        ("image_keep", image_keep),
+    ):
+        if t is not None and t.device != logits.device:
+            raise ValueError(
+                f"{name} is on {t.device} but logits are on {logits.device}; move it with .to()"
+            )
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     if not temperature > 0:

@@ -823,15 +823,6 @@ def triton_confidence_masked_cross_entropy(
             "backend='auto' or 'reference' (or set TRITON_INTERPRET=1 before importing "
             "s4seg.ops.triton_confidence_masked_ce to run Triton's CPU interpreter in tests)"
         )
-    for name, t in (
-        ("teacher_logits", teacher_logits),
-        ("labels", labels),
-        ("image_keep", image_keep),
-    ):
-        if t is not None and t.device != logits.device:
-            raise ValueError(
-                f"{name} is on {t.device} but logits are on {logits.device}; move it with .to()"
-            )
     b, c, h, w = logits.shape
     if logits.numel() == 0 or not all(
         _fits_int32(t) for t in (logits, teacher_logits) if t is not None
