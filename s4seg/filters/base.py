@@ -20,7 +20,7 @@ from s4seg.ops.reference import select_pseudo_labels
 from s4seg.ops.stats import PseudoLabelStats
 from s4seg.schedules import Constant, Schedule, as_schedule
 
-__all__ = ["FilterDecision", "PseudoLabelFilter", "filter_stats"]
+__all__ = ["FilterDecision", "PseudoLabelFilter", "filter_stats", "pseudo_targets"]
 
 
 # eq=False: == on tensor fields would be ambiguous; compare the fields instead.
@@ -39,15 +39,19 @@ class FilterDecision:
             None without a gate. A 0-d tensor when it depends on the batch (the
             cut-off score of :class:`s4seg.filters.TargetRateGate`), so that no host
             sync is needed; the trainer reads it at the log step.
+        pixel_keep: a per-pixel keep mask from a score that is not the softmax
+            confidence (a discriminator's confidence map, the entropy); None keeps
+            every pixel. It is ANDed with ``pixel_threshold`` and ``image_keep``.
 
     Shape:
-        image_keep: (B,) bool. image_scores: (B,).
+        image_keep: (B,) bool. image_scores: (B,). pixel_keep: (B, H, W) bool.
     """
 
     image_keep: Tensor
     pixel_threshold: Tensor
     image_scores: Tensor | None = None
     image_threshold: float | Tensor | None = None
+    pixel_keep: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.image_keep.dim() != 1 or self.image_keep.dtype != torch.bool:
@@ -60,6 +64,34 @@ class FilterDecision:
                 f"pixel_threshold must be a 0-d, (C,) or (B,) float tensor, got shape "
                 f"{tuple(self.pixel_threshold.shape)} and dtype {self.pixel_threshold.dtype}"
             )
+        pk = self.pixel_keep
+        if pk is not None and (
+            pk.dim() != 3 or pk.dtype != torch.bool or pk.shape[0] != self.image_keep.shape[0]
+        ):
+            raise ValueError(
+                f"pixel_keep must be a (B, H, W) bool tensor with B={self.image_keep.shape[0]}, "
+                f"got shape {tuple(pk.shape)} and dtype {pk.dtype}"
+            )
+
+
+def pseudo_targets(
+    source_logits: Tensor, pixel_keep: Tensor | None, ignore_index: int
+) -> Tensor | None:
+    """Argmax pseudo-labels with ``ignore_index`` where ``pixel_keep`` is False.
+
+    None when there is no pixel mask, so that the fused op takes its own argmax.
+    The op selects on ``target != ignore_index``, which is how a per-pixel mask
+    reaches it without a second kernel argument.
+    """
+    if pixel_keep is None:
+        return None
+    if pixel_keep.shape != source_logits.shape[:1] + source_logits.shape[2:]:
+        raise ValueError(
+            f"pixel_keep has shape {tuple(pixel_keep.shape)} but the logits are "
+            f"{tuple(source_logits.shape)}: decide on the same batch"
+        )
+    pseudo = source_logits.detach().argmax(dim=1)
+    return pseudo.masked_fill(~pixel_keep.to(pseudo.device), ignore_index)
 
 
 @runtime_checkable
@@ -169,7 +201,7 @@ def filter_stats(
         source.detach(),
         threshold,
         kind,
-        labels=None,
+        labels=pseudo_targets(source, decision.pixel_keep, ignore_index),
         image_keep=decision.image_keep.to(source.device),
         ignore_index=ignore_index,
         temperature=1.0,

@@ -196,11 +196,16 @@ class AndFilter:
                 )
             threshold = torch.maximum(threshold, d.pixel_threshold)
         gated = next((d for d in decisions if d.image_scores is not None), None)
+        pixel_keep = None
+        for d in decisions:
+            if d.pixel_keep is not None:
+                pixel_keep = d.pixel_keep if pixel_keep is None else pixel_keep & d.pixel_keep
         return FilterDecision(
             image_keep=keep,
             pixel_threshold=threshold,
             image_scores=None if gated is None else gated.image_scores,
             image_threshold=None if gated is None else gated.image_threshold,
+            pixel_keep=pixel_keep,
         )
 
     def state_dict(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from s4seg.filters import FilterDecision
+from s4seg.filters.base import pseudo_targets
 from s4seg.ops.confidence_masked_ce import confidence_masked_cross_entropy
 from s4seg.ops.reference import NORMALIZATIONS
 from s4seg.ops.stats import PseudoLabelStats
@@ -68,10 +69,12 @@ class SelfTrainingLoss(nn.Module):
                 f"decision must be a FilterDecision (from a filter's decide()), got "
                 f"{type(decision).__name__}"
             )
+        source = teacher_logits if teacher_logits is not None else logits
         return confidence_masked_cross_entropy(
             logits,
             decision.pixel_threshold,
             teacher_logits=teacher_logits,
+            labels=pseudo_targets(source, decision.pixel_keep, self.ignore_index),
             image_keep=decision.image_keep.to(logits.device),
             ignore_index=self.ignore_index,
             normalize=self.normalize,
