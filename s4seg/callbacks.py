@@ -112,12 +112,12 @@ class TensorBoardLogger(Callback):
 def format_record(record: dict[str, Any]) -> str:
     """The key numbers of a train record, each with its unit."""
     parts = [f"ce {record['loss_ce']:.3f}"]
+    # Whichever terms the method has, in a fixed order: fm (S4GAN), adv (AdvSemiSeg), st.
+    for key, label in (("loss_fm", "fm"), ("loss_adv", "adv"), ("loss_st", "st")):
+        if key in record:
+            parts.append(f"{label} {record[key]:.3f}")
     if "loss_d" in record:
-        parts += [
-            f"fm {record['loss_fm']:.3f}",
-            f"st {record['loss_st']:.3f}",
-            f"D {record['loss_d']:.3f}",
-        ]
+        parts.append(f"D {record['loss_d']:.3f}")
         parts.append(f"D(real) {record.get('d_real_mean', float('nan')):.2f}")
         parts.append(f"D(fake) {record.get('d_fake_mean', float('nan')):.2f}")
     if "st_images_kept" in record:

@@ -49,7 +49,10 @@ class LogWindow:
         rec: dict[str, Any] = {"window_steps": self.steps}
         # Under torchrun every number covers all ranks: sums are summed, scores gathered.
         world = world_size()
-        for key in LOSSES:  # the mean over the steps that computed the loss
+        # The mean over the steps that computed the loss; a method's own terms
+        # (loss_adv, ...) follow the same rule as the S4GAN ones.
+        extra = sorted(k for k in self.sums if k.startswith("loss_") and k not in LOSSES)
+        for key in (*LOSSES, *extra):
             if key in self.sums:
                 rec[key] = float(all_reduce_sum(self.sums[key].float())) / (
                     self.counts[key] * world
