@@ -2,8 +2,8 @@
 
 Filters decide; the fused op (:func:`s4seg.ops.confidence_masked_cross_entropy`,
 called by :class:`s4seg.losses.SelfTrainingLoss`) does the per-pixel work once. A
-filter returns a :class:`FilterDecision`: a per-image keep mask and a threshold on
-each pixel's max softmax probability.
+filter returns a :class:`FilterDecision`: a per-image keep mask, a threshold on
+each pixel's max softmax probability and, for some filters, a per-pixel keep mask.
 
 Two different things get thresholded, in two different units, and every filter says
 which in its ``thresholds`` text:
@@ -14,7 +14,10 @@ which in its ``thresholds`` text:
   probability);
 * pixel filters score **one value per pixel**, the largest softmax probability:
   :class:`PixelConfidenceFilter` (fixed), :class:`SelfAdaptiveThreshold` (FreeMatch),
-  :class:`ClasswiseThreshold` (FlexMatch) and ``TargetRateGate(by="pixel")``.
+  :class:`ClasswiseThreshold` (FlexMatch) and ``TargetRateGate(by="pixel")``;
+  other per-pixel scores give a per-pixel keep mask instead:
+  :class:`ConfidenceMapFilter` (AdvSemiSeg, the discriminator's confidence map) and
+  :class:`EntropyPercentileFilter` (U2PL, drops the highest-entropy pixels).
 
 :class:`AndFilter` combines an image gate with a pixel filter. Stateful filters
 (the adaptive and class-wise thresholds) have ``state_dict``/``load_state_dict``, so
@@ -26,13 +29,17 @@ from __future__ import annotations
 from s4seg.filters.adaptive import SelfAdaptiveThreshold
 from s4seg.filters.base import FilterDecision, PseudoLabelFilter, filter_stats
 from s4seg.filters.classwise import ClasswiseThreshold
+from s4seg.filters.confidence_map import ConfidenceMapFilter
+from s4seg.filters.entropy import EntropyPercentileFilter
 from s4seg.filters.gates import AndFilter, DiscriminatorGate, PixelConfidenceFilter
 from s4seg.filters.target_rate import TargetRateGate
 
 __all__ = [
     "AndFilter",
     "ClasswiseThreshold",
+    "ConfidenceMapFilter",
     "DiscriminatorGate",
+    "EntropyPercentileFilter",
     "FilterDecision",
     "PixelConfidenceFilter",
     "PseudoLabelFilter",
