@@ -17,6 +17,7 @@ from s4seg.doctor.findings import Finding
 from s4seg.doctor.monitors import (
     DiscriminatorCollapsed,
     DiscriminatorDominant,
+    DiscriminatorJudgesSoftness,
     ExplodingLoss,
     LearningRateExhausted,
     Monitor,
@@ -33,6 +34,7 @@ from s4seg.doctor.report import load_run, write_report
 __all__ = [
     "DiscriminatorCollapsed",
     "DiscriminatorDominant",
+    "DiscriminatorJudgesSoftness",
     "Doctor",
     "ExplodingLoss",
     "Finding",

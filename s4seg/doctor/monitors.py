@@ -14,6 +14,8 @@ problem that goes on keeps its identity (:attr:`Finding.key`) while it grows.
 The default limits come from practice, most of them from the field report of a
 failed S4GAN run (docs/concepts/diagnosing.md): 0 images kept for 500 steps,
 loss_d < 0.05, val mIoU falling from its best, a train-val mIoU gap > 0.15.
+:class:`DiscriminatorJudgesSoftness` reads the ``d_auc_*`` numbers that
+:func:`s4seg.diagnostics.discriminator_diagnostics` adds to eval records.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "LOSSES",
     "DiscriminatorCollapsed",
     "DiscriminatorDominant",
+    "DiscriminatorJudgesSoftness",
     "ExplodingLoss",
     "LearningRateExhausted",
     "Monitor",
@@ -650,6 +653,129 @@ class DiscriminatorCollapsed:
         return findings
 
 
+def _gate_repr(history: Sequence[Record]) -> str:
+    """The run's image gate as a constructor call, else S4GAN's default gate."""
+    for r in reversed(history):
+        if _kind(r) == "config":
+            text = str((r.get("parts") or {}).get("pseudo_filter") or "")
+            if "Gate(" in text and not text.startswith("AndFilter("):
+                return text
+            break
+    return "DiscriminatorGate(0.2)"
+
+
+@dataclass(frozen=True)
+class DiscriminatorJudgesSoftness:
+    """The discriminator's score follows how sharp a prediction is, not whether it is right.
+
+    Reads the eval records that carry ``d_auc_entropy`` and ``d_auc_accuracy`` (see
+    :func:`s4seg.diagnostics.discriminator_diagnostics`: ROC AUCs of D(fake) per
+    validation image for "sharper than the median" and "more accurate than the
+    median"; 0.5 is no relation). A finding when the latest such record has
+    ``d_auc_entropy >= min_entropy_auc`` and ``d_auc_accuracy <= max_accuracy_auc``;
+    it starts at the first of the evaluations in a row, up to the latest, that show it.
+    A NaN AUC (every image alike) is no evidence either way and is skipped.
+
+    Args:
+        min_entropy_auc: an entropy AUC at least this is a discriminator that ranks
+            by sharpness.
+        max_accuracy_auc: an accuracy AUC at most this is a score that says little
+            about correctness.
+    """
+
+    min_entropy_auc: float = 0.75
+    max_accuracy_auc: float = 0.6
+    code: ClassVar[str] = "d_judges_softness"
+
+    def _softness(self, r: Record) -> bool:
+        ent, acc = _num(r, "d_auc_entropy"), _num(r, "d_auc_accuracy")
+        if ent is None or acc is None:
+            return False
+        return ent >= self.min_entropy_auc and acc <= self.max_accuracy_auc
+
+    def check(self, history: Sequence[Record]) -> list[Finding]:
+        recs = [
+            e
+            for e in eval_records(history)
+            if _num(e, "d_auc_entropy") is not None and _num(e, "d_auc_accuracy") is not None
+        ]
+        if not recs or not self._softness(recs[-1]):
+            return []
+        i = len(recs) - 1
+        while i > 0 and self._softness(recs[i - 1]):
+            i -= 1
+        run, last = recs[i:], recs[-1]
+        first_step, last_step = int(run[0]["step"]), int(last["step"])
+        ent, acc = float(last["d_auc_entropy"]), float(last["d_auc_accuracy"])
+        images = _num(last, "diag_images")
+        over = f" over {int(images)} validation images" if images is not None else ""
+        seen = (
+            f"At the evaluation of step {last_step}{over}: D(fake) ranks the sharper half of "
+            f"the predictions (mean entropy at most the median) above the rest with AUC "
+            f"{ent:.2f} (d_auc_entropy >= {self.min_entropy_auc}), but the more accurate half "
+            f"(pixel accuracy at least the median) with AUC {acc:.2f} (d_auc_accuracy <= "
+            f"{self.max_accuracy_auc}; 0.5 is no relation)."
+        )
+        obj = _num(last, "d_auc_object_accuracy")
+        if obj is not None:
+            seen += f" On object pixels only: AUC {obj:.2f} (d_auc_object_accuracy)."
+        real, fake = _num(last, "diag_d_real_mean"), _num(last, "diag_d_fake_mean")
+        if real is not None and fake is not None:
+            seen += f" D(real) mean {real:.3f}, D(fake) mean {fake:.3f}."
+        if len(run) > 1:
+            history_acc = ", ".join(f"{float(r['d_auc_accuracy']):.2f}" for r in run)
+            seen += (
+                f" The same at every evaluation since step {first_step} ({len(run)} "
+                f"evaluations; d_auc_accuracy {history_acc})."
+            )
+        sep = _num(last, "d_auc_real_fake")
+        cause = (
+            "The discriminator is shown one-hot ground truth as real (entropy 0 at every "
+            "pixel) and softmax predictions as fake (entropy above 0 at every pixel), so it "
+            "can tell them apart by softness alone"
+            + (f" (it separates them with AUC {sep:.2f})" if sep is not None else "")
+            + ": its score rises with how sharp a prediction is, not with how right. A gate "
+            "on D(fake) then keeps sharp predictions, wrong ones included, and feature "
+            "matching pulls the generator towards sharper maps rather than better ones."
+        )
+        gate = _gate_repr(history)
+        remedies = [
+            "S4GAN(real_smoothing=0.1, real_noise=0.05, fake_sharpen=0.5): smooth and jitter "
+            "the real one-hot maps and sharpen the predicted ones before the discriminator "
+            "sees them, so entropy no longer tells real from fake and D must look at "
+            "the content",
+            f"AndFilter({gate}, PixelConfidenceFilter(0.9)): within the images the gate "
+            "passes, keep only the pixels with max softmax >= 0.9, so a sharp but wrong "
+            "image does not teach its unsure pixels",
+            "TargetRateGate(rate=0.5): keep the top half of each batch by D score instead of "
+            "thresholding a score that measures sharpness; the share taught stays fixed "
+            "while the discriminator is retrained",
+        ]
+        evidence: dict[str, Any] = {
+            "d_auc_entropy": ent,
+            "d_auc_accuracy": acc,
+            "d_auc_object_accuracy": obj,
+            "d_auc_real_fake": sep,
+            "diag_d_real_mean": real,
+            "diag_d_fake_mean": fake,
+            "diag_images": images,
+            "evals": len(run),
+        }
+        return [
+            Finding(
+                code=self.code,
+                severity="warning",
+                title="D separates real from fake by entropy, not by correctness",
+                seen=seen,
+                cause=cause,
+                remedies=remedies,
+                first_step=first_step,
+                last_step=last_step,
+                evidence=evidence,
+            )
+        ]
+
+
 @dataclass(frozen=True)
 class ValMiouFalling:
     """Validation mIoU fell from its best by more than ``min_drop`` for ``evals`` evals.
@@ -1017,6 +1143,7 @@ def default_monitors(window_steps: int = 500) -> list[Monitor]:
         SelfTrainingFlooded(steps=window_steps),
         DiscriminatorDominant(min_steps=max(1, window_steps // 5)),
         DiscriminatorCollapsed(steps=2 * window_steps),
+        DiscriminatorJudgesSoftness(),
         ValMiouFalling(),
         Overfitting(),
         LearningRateExhausted(),
