@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from s4seg.callbacks import Callback, Checkpointer, check_callbacks
 from s4seg.checkpoint import config_mismatches, load_checkpoint
 from s4seg.distributed import all_reduce_sum, is_distributed, is_main_process, world_size
-from s4seg.filters import DiscriminatorGate, PseudoLabelFilter
+from s4seg.filters import PseudoLabelFilter
 from s4seg.inference import predict_logits
 from s4seg.log_window import LogWindow, nonfinite_keys
 from s4seg.losses import (
@@ -32,9 +32,8 @@ from s4seg.losses import (
     SupervisedCrossEntropy,
 )
 from s4seg.lr_schedule import poly_lr_factor
+from s4seg.methods import Method, build_method
 from s4seg.metrics import SegmentationMetric
-from s4seg.models.discriminator import FMDiscriminator, discriminator_input, one_hot_labels
-from s4seg.ops.stats import PseudoLabelStats
 from s4seg.optim import (
     check_each_param_once,
     default_d_optimizer,
@@ -50,7 +49,10 @@ RESUMABLE_CHANGES = ("max_steps", "log_interval", "eval_interval", "early_stop_p
 class TrainerConfig:
     """Settings of a run; the defaults are the S4GAN paper's code where it has one."""
 
-    method: Literal["s4gan", "supervised"] = "s4gan"  # "supervised": CE on labels only
+    # The training method by name (s4seg.methods.METHODS): "s4gan", "supervised" (CE on
+    # labels only), "advsemiseg", "mean_teacher", "fixmatch"; a Method object passed to
+    # the Trainer sets it to that object's name.
+    method: str = "s4gan"
     max_steps: int = 2000
     lr_g: float = 2.5e-4  # SGD lr of the backbone
     head_lr_mult: float = 10.0  # the head trains at 10x, as in DeepLab
@@ -80,8 +82,8 @@ class TrainerConfig:
     max_nonfinite_steps: int = 10  # consecutive skipped steps before giving up
 
     def __post_init__(self) -> None:
-        if self.method not in ("s4gan", "supervised"):
-            raise ValueError(f"method must be 's4gan' or 'supervised', got {self.method!r}")
+        if not isinstance(self.method, str) or not self.method:
+            raise ValueError(f"method must be a method's name, got {self.method!r}")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
         for name in ("max_steps", "log_interval", "eval_interval", "d_update_interval"):
@@ -98,12 +100,14 @@ class Trainer:
         unlabelled_loader: infinite iterator of ``{"image"}`` batches (S4GAN).
         d_loader: labelled batches shown to the discriminator as "real" (S4GAN).
         val_loader: finite iterable of labelled batches for :meth:`evaluate`.
-        discriminator: default :class:`FMDiscriminator` of the generator's classes.
-        pseudo_filter: default :class:`DiscriminatorGate` at 0.2 (the S4GAN rule).
+        discriminator: default: the method's (S4GAN: :class:`FMDiscriminator`).
+        pseudo_filter: default: the method's (S4GAN: :class:`DiscriminatorGate` at 0.2).
         g_optimizer: default SGD from the config.
         d_optimizer: default Adam from the config.
         callbacks: default none; :func:`s4seg.callbacks.default_callbacks` gives
             logs, progress bar and checkpoints in a run folder.
+        method: the training method (:mod:`s4seg.methods`); default: the one that
+            ``config.method`` names, with its default settings.
     """
 
     def __init__(
@@ -120,8 +124,14 @@ class Trainer:
         g_optimizer: torch.optim.Optimizer | None = None,
         d_optimizer: torch.optim.Optimizer | None = None,
         callbacks: Sequence[Callback] = (),
+        method: Method | None = None,
     ) -> None:
-        self.config = cfg = config or TrainerConfig()
+        cfg = config or TrainerConfig()
+        if method is None:
+            method = build_method(cfg.method)
+        elif method.name != cfg.method:
+            cfg = dataclasses.replace(cfg, method=method.name)
+        self.config, self.method = cfg, method
         self.device = _resolve_device(cfg.device)
         self.num_classes = _num_classes(generator)
         if is_distributed() and cfg.sync_bn:
@@ -129,17 +139,19 @@ class Trainer:
         self.generator = generator.to(self.device)
         self.labelled_loader, self.val_loader = labelled_loader, val_loader
         self.loaders: dict[str, Any] = {"labelled": labelled_loader}
-        if cfg.method == "s4gan":
-            if unlabelled_loader is None or d_loader is None:
-                raise ValueError("method 's4gan' needs unlabelled_loader and d_loader")
-            discriminator = discriminator or FMDiscriminator(self.num_classes)
+        given = {"unlabelled": unlabelled_loader, "d": d_loader}
+        missing = [f"{name}_loader" for name in method.loaders if given[name] is None]
+        if missing:
+            raise ValueError(f"method {method.name!r} needs {' and '.join(missing)}")
+        self.loaders.update({name: given[name] for name in method.loaders})
+        discriminator = discriminator or method.default_discriminator(self.num_classes)
+        if discriminator is not None:
             d_classes = getattr(discriminator, "num_classes", self.num_classes)
             if d_classes != self.num_classes:
                 raise ValueError(
                     f"generator predicts {self.num_classes} classes but the discriminator "
                     f"expects {d_classes}: build it with num_classes={self.num_classes}"
                 )
-            self.loaders.update(unlabelled=unlabelled_loader, d=d_loader)
         self.discriminator = discriminator.to(self.device) if discriminator is not None else None
         # Under torchrun the step runs the DDP wrappers; checkpoints hold the bare modules,
         # so a DDP checkpoint loads in a single process and the other way round.
@@ -150,8 +162,7 @@ class Trainer:
         self._g, self._d = _ddp(self.generator, self.device), _ddp(self.discriminator, self.device)
         if cfg.compile_generator:
             self._g = torch.compile(self._g)
-        # D(fake) comes from a sigmoid, so the gate's range check (a host sync) is moot.
-        self.pseudo_filter = pseudo_filter or DiscriminatorGate(0.2, check_range=False)
+        self.pseudo_filter = pseudo_filter or method.default_filter()
         self.ce = SupervisedCrossEntropy(cfg.ignore_index, check_labels=cfg.check_inputs)
         self.fm, self.st = FeatureMatchingLoss(), SelfTrainingLoss(cfg.ignore_index)
         self.d_loss = DiscriminatorLoss(cfg.label_smoothing)
@@ -182,66 +193,28 @@ class Trainer:
         self.nonfinite_in_row = self.nonfinite_total = 0
         self._window = LogWindow()
         self._data_seconds, self._window_start = 0.0, time.perf_counter()
+        method.setup(self)
 
     # ----------------------------------------------------------------- one step
     def train_step(self) -> dict[str, Tensor]:
-        """One S4GAN step at ``self.step``; returns detached tensors (no host sync)."""
-        cfg, g, d, step = self.config, self._g, self._d, self.step
+        """One step of the method at ``self.step``; returns detached tensors (no host sync)."""
+        cfg, g, step = self.config, self._g, self.step
         factor = poly_lr_factor(step, cfg.max_steps, cfg.poly_power, cfg.warmup_steps)
         set_lr_factor(self.g_optimizer, factor)
         set_lr_factor(self.d_optimizer, factor)
         g.train()
         img_l, mask_l = self._labelled_batch("labelled")
-        with self._autocast():  # 1. cross-entropy on a labelled batch
+        with self._autocast():  # cross-entropy on a labelled batch
             logits_l = g(img_l)
-            loss_g = loss_ce = self.ce(logits_l, mask_l)
+            loss_ce = self.ce(logits_l, mask_l)
         self.train_metric.update(logits_l.detach(), mask_l)
         out: dict[str, Any] = {"loss_ce": loss_ce.detach()}
-        if d is not None:
-            d.train()
-            img_u = self._to_device(self._next("unlabelled")["image"])
-            img_d, mask_d = self._labelled_batch("d")
-            real_in = discriminator_input(
-                one_hot_labels(
-                    mask_d, self.num_classes, cfg.ignore_index, validate=cfg.check_inputs
-                ),
-                img_d,
-            )
-            d.requires_grad_(False)  # 3. D is frozen for the generator's pass
-            with self._autocast():
-                logits_u = g(img_u)  # 2. prediction on an unlabelled batch
-                probs_u = logits_u.float().softmax(dim=1)
-                fake_logit, fake_feat = d(discriminator_input(probs_u, img_u))
-                _, real_feat = d(real_in)
-                loss_fm = self.fm(real_feat, fake_feat)  # 5. feature matching
-            d_fake = torch.sigmoid(fake_logit.detach().float())
-            if step > 0:  # 4. self-training on what the filter keeps; none at step 0
-                decision = self.pseudo_filter.decide(
-                    logits=logits_u.detach(), d_prob=d_fake, step=step
-                )
-                loss_st, stats = self.st(logits_u, decision)
-                out["gate_threshold"] = decision.image_threshold
-                out["gate_images_passed"] = decision.image_keep.sum()
-                out["gate_images_total"] = decision.image_keep.numel()
-                out["pixel_threshold"] = decision.pixel_threshold.float().mean()
-            else:
-                loss_st = logits_u.new_zeros((), dtype=torch.float32)
-                stats = PseudoLabelStats.from_mask(
-                    torch.zeros_like(logits_u[:, 0], dtype=torch.bool)
-                )
-            loss_g = loss_ce + cfg.lambda_fm * loss_fm + cfg.lambda_st * loss_st  # 6.
-            out.update(
-                loss_fm=loss_fm.detach(), loss_st=loss_st.detach(), stats=stats, d_fake=d_fake
-            )
+        loss_g, logs = self.method.generator_loss(self, loss_ce, img_l, mask_l, logits_l)
+        out.update(logs)
         self._optimise(self.g_optimizer, self.g_scaler, loss_g, g)
-        if d is not None and step % cfg.d_update_interval == 0:  # 7. discriminator update
-            d.requires_grad_(True)
-            with self._autocast():
-                fake_logit, _ = d(discriminator_input(probs_u.detach(), img_u))
-                real_logit, _ = d(real_in)
-                loss_d = self.d_loss(real_logit, fake_logit)
-            self._optimise(self.d_optimizer, self.d_scaler, loss_d, d)
-            out.update(loss_d=loss_d.detach(), d_real=torch.sigmoid(real_logit.detach().float()))
+        if self.discriminator is not None:
+            out.update(self.method.discriminator_step(self))
+        self.method.after_step(self)
         return out
 
     def _optimise(self, opt: Any, scaler: Any, loss: Tensor, model: nn.Module) -> None:
@@ -295,6 +268,7 @@ class Trainer:
 
     def _run_eval(self) -> None:
         metrics = self.evaluate()
+        metrics.update(self.method.diagnose(self))
         if metrics["miou"] > self.best_miou:
             self.best_miou, self.best_step, self.evals_since_best = metrics["miou"], self.step, 0
         else:
@@ -361,6 +335,7 @@ class Trainer:
             "g_scaler": self.g_scaler.state_dict(),
             "d_scaler": self.d_scaler.state_dict(),
             "filter": _state_of(self.pseudo_filter),
+            "method": self.method.state_dict(),
             "loaders": {k: _state_of(v) for k, v in self.loaders.items()},
             "best": [self.best_miou, self.best_step, self.evals_since_best],
             "rng": {
@@ -386,8 +361,9 @@ class Trainer:
             self.d_optimizer.load_state_dict(state["d_optimizer"])
         self.g_scaler.load_state_dict(state["g_scaler"])
         self.d_scaler.load_state_dict(state["d_scaler"])
+        self.method.load_state_dict(state.get("method", {}))
         if state["filter"] is not None:
-            self.pseudo_filter.load_state_dict(state["filter"])  # type: ignore[attr-defined]
+            self.pseudo_filter.load_state_dict(state["filter"])  # type: ignore[union-attr]
         for name, loader_state in state["loaders"].items():
             if loader_state is not None:
                 self.loaders[name].load_state_dict(loader_state)

@@ -52,7 +52,12 @@ SIZE = 32
 
 
 def make_trainer(
-    callbacks=(), seed: int = 0, generator=None, pseudo_filter=None, **overrides
+    callbacks=(),
+    seed: int = 0,
+    generator=None,
+    pseudo_filter=None,
+    method_object=None,
+    **overrides,
 ) -> Trainer:
     """A Trainer on 32x32 synthetic images with a tiny generator; config overrides as kwargs."""
     torch.manual_seed(seed)
@@ -67,8 +72,13 @@ def make_trainer(
         unlabelled_loader=InfiniteLoader(unlabelled, 2, seed=2),
         d_loader=InfiniteLoader(labelled, 2, seed=3),
         val_loader=DataLoader(Subset(data, range(4)), batch_size=2),
-        discriminator=FMDiscriminator(data.num_classes) if cfg.method == "s4gan" else None,
+        discriminator=(
+            FMDiscriminator(data.num_classes)
+            if cfg.method == "s4gan" and method_object is None
+            else None
+        ),
         pseudo_filter=pseudo_filter,
         config=cfg,
         callbacks=callbacks,
+        method=method_object,
     )
