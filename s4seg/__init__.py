@@ -6,6 +6,7 @@ part lives (``s4seg.models.discriminator``, ``s4seg.filters``, ...).
 
 from __future__ import annotations
 
+from s4seg.augment import StrongView, WeakStrongViews, WeakView
 from s4seg.callbacks import (
     Callback,
     Checkpointer,
@@ -30,10 +31,13 @@ from s4seg.data import (
     split_dataset,
     split_indices,
 )
+from s4seg.diagnostics import discriminator_diagnostics, rank_auc
 from s4seg.filters import (
     AndFilter,
     ClasswiseThreshold,
+    ConfidenceMapFilter,
     DiscriminatorGate,
+    EntropyPercentileFilter,
     FilterDecision,
     PixelConfidenceFilter,
     PseudoLabelFilter,
@@ -45,10 +49,12 @@ from s4seg.inference import predict_logits, sliding_window_logits
 from s4seg.losses import (
     DiscriminatorLoss,
     FeatureMatchingLoss,
+    PixelAdversarialLoss,
     SelfTrainingLoss,
     SupervisedCrossEntropy,
 )
 from s4seg.lr_schedule import poly_lr_factor
+from s4seg.methods import S4GAN, AdvSemiSeg, FixMatch, MeanTeacher, Method, Supervised
 from s4seg.metrics import (
     SegmentationMetric,
     confusion_matrix,
@@ -60,6 +66,7 @@ from s4seg.models import (
     ASPP,
     DeepLabV2ResNet,
     FMDiscriminator,
+    PixelDiscriminator,
     SegmentationGenerator,
     TimmEncoder,
     create_generator,
@@ -67,37 +74,50 @@ from s4seg.models import (
     discriminator_input,
     one_hot_labels,
     scale_images,
+    sharpen,
+    soften_one_hot,
 )
 from s4seg.ops import PseudoLabelStats, confidence_masked_cross_entropy
 from s4seg.schedules import Constant, Cosine, Linear, Schedule, Step, as_schedule
 from s4seg.seeding import seed_everything
+from s4seg.teacher import EMATeacher
 from s4seg.trainer import Trainer, TrainerConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ASPP",
+    "S4GAN",
+    "AdvSemiSeg",
     "AndFilter",
     "Augmented",
     "Callback",
     "Checkpointer",
     "ClasswiseThreshold",
     "Compose",
+    "ConfidenceMapFilter",
     "ConfigSaver",
     "Constant",
     "Cosine",
     "DeepLabV2ResNet",
     "DiscriminatorGate",
     "DiscriminatorLoss",
+    "EMATeacher",
+    "EntropyPercentileFilter",
     "FMDiscriminator",
     "FeatureMatchingLoss",
     "FilterDecision",
+    "FixMatch",
     "FolderDataset",
     "InfiniteLoader",
     "JSONLLogger",
     "Linear",
+    "MeanTeacher",
+    "Method",
     "Normalize",
+    "PixelAdversarialLoss",
     "PixelConfidenceFilter",
+    "PixelDiscriminator",
     "ProgressBar",
     "PseudoLabelFilter",
     "PseudoLabelStats",
@@ -110,6 +130,8 @@ __all__ = [
     "SelfAdaptiveThreshold",
     "SelfTrainingLoss",
     "Step",
+    "StrongView",
+    "Supervised",
     "SupervisedCrossEntropy",
     "SyntheticShapes",
     "TargetRateGate",
@@ -118,6 +140,8 @@ __all__ = [
     "Trainer",
     "TrainerConfig",
     "Unlabelled",
+    "WeakStrongViews",
+    "WeakView",
     "__version__",
     "as_schedule",
     "confidence_masked_cross_entropy",
@@ -125,6 +149,7 @@ __all__ = [
     "create_generator",
     "deeplabv2_resnet101",
     "default_callbacks",
+    "discriminator_diagnostics",
     "discriminator_input",
     "filter_stats",
     "iou_per_class",
@@ -134,10 +159,13 @@ __all__ = [
     "pixel_accuracy",
     "poly_lr_factor",
     "predict_logits",
+    "rank_auc",
     "save_atomic",
     "scale_images",
     "seed_everything",
+    "sharpen",
     "sliding_window_logits",
+    "soften_one_hot",
     "split_dataset",
     "split_indices",
 ]
