@@ -124,6 +124,22 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self.start
 
 
+def fit_and_summarise(trainer: Any, name: str, labelled: int) -> dict[str, Any]:
+    """Train, evaluate the last weights, and return the row :func:`print_table` prints."""
+    with Stopwatch() as clock:
+        trainer.fit()
+    final = trainer.evaluate()
+    return {
+        "name": name,
+        "steps": trainer.step,
+        "labelled": labelled,
+        "best_miou": trainer.best_miou,
+        "best_step": trainer.best_step,
+        "final_miou": final["miou"],
+        "seconds": clock.seconds,
+    }
+
+
 def print_table(rows: list[dict[str, Any]], out_dir: Path | None = None) -> str:
     """A markdown table of the runs; also written to ``out_dir/results.md``."""
     lines = [

@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import (
-    Stopwatch,
     base_parser,
+    fit_and_summarise,
     loaders,
     prepare,
     print_table,
@@ -44,22 +44,13 @@ def run(args, method: str, out_dir: Path) -> dict:
         generator,
         **loaders(splits, args.batch_size, args.seed),
         discriminator=s4seg.FMDiscriminator(splits.num_classes) if method == "s4gan" else None,
-        pseudo_filter=s4seg.DiscriminatorGate(threshold=args.st_threshold),
+        pseudo_filter=(
+            s4seg.DiscriminatorGate(threshold=args.st_threshold) if method == "s4gan" else None
+        ),
         config=config,
         callbacks=s4seg.default_callbacks(out_dir / method, extra_config={"example": vars(args)}),
     )
-    with Stopwatch() as clock:
-        trainer.fit()
-    final = trainer.evaluate()
-    return {
-        "name": method,
-        "steps": trainer.step,
-        "labelled": len(splits.labelled),
-        "best_miou": trainer.best_miou,
-        "best_step": trainer.best_step,
-        "final_miou": final["miou"],
-        "seconds": clock.seconds,
-    }
+    return fit_and_summarise(trainer, method, len(splits.labelled))
 
 
 def main() -> None:

@@ -86,3 +86,18 @@ def test_deeplabv2_folder_recipe_on_demo_data(tmp_path):
 def test_doctor_demo_writes_a_report(tmp_path):
     run("doctor_demo.py", "--max-steps", "2", *SMALL, "--out", tmp_path / "r", cwd=tmp_path)
     assert (tmp_path / "r" / "report.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("script", "name"),
+    [
+        ("fixmatch_synthetic.py", "fixmatch"),
+        ("advsemiseg_synthetic.py", "advsemiseg"),
+        ("mean_teacher_synthetic.py", "mean_teacher"),
+    ],
+)
+def test_method_recipes(tmp_path, script, name):
+    out = run(script, "--max-steps", "2", *SMALL, "--out", tmp_path / "r", cwd=tmp_path)
+    assert f"| {name} | 2 | 8 |" in out
+    config = json.loads((tmp_path / "r" / name / "config.json").read_text())
+    assert config["trainer"]["method"] == name
