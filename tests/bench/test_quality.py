@@ -1,0 +1,62 @@
+"""The learning-quality benchmark's wiring and its report's arithmetic (not its results)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from benchmarks.quality import report, run
+
+
+def _row(method: str, split: str, seed: int, test: float) -> dict[str, object]:
+    return {f: "" for f in run.FIELDS} | {
+        "preset": "default", "method": method, "split": split, "seed": seed,
+        "labelled": 125, "test_miou": test, "seconds": 1.0, "st_pixels_frac": 0.5,
+        "d_auc_accuracy": 0.5, "d_auc_entropy": 0.9, "device": "cpu", "git_sha": "x",
+        "steps": 10, "threads": 2,
+    }  # fmt: skip
+
+
+def test_summary_gap_recovered_and_paired_deltas(tmp_path) -> None:
+    rows = [
+        _row("full", "full", 0, 0.50), _row("full", "full", 1, 0.50),
+        _row("supervised", "1/16", 0, 0.30), _row("supervised", "1/16", 1, 0.34),
+        _row("s4gan_static", "1/16", 0, 0.36), _row("s4gan_static", "1/16", 1, 0.32),
+    ]  # fmt: skip
+    path = tmp_path / "r.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=run.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = report.summarise(report.read_rows(path, "default"))
+    s4 = summary["1/16"]["s4gan_static"]
+    # Means 0.34 vs 0.32 against full 0.50: (0.34 - 0.32) / (0.50 - 0.32) = 1/9.
+    assert s4["mean"] == pytest.approx(0.34)
+    assert s4["std"] == pytest.approx(math.sqrt(0.0008))
+    assert s4["recovered"] == pytest.approx(0.02 / 0.18)
+    assert s4["delta"] == pytest.approx(0.02)  # paired: +0.06 and -0.02
+    assert s4["worst_delta"] == pytest.approx(-0.02)
+    text = report.table(summary)
+    assert "| s4gan_static | 2 | 0.3400 ± 0.0283 | +0.0200; -0.0200 | 11 % |" in text
+    report.plot(summary, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_quick_run_writes_rows_and_resumes(tmp_path, capsys) -> None:
+    out = tmp_path / "q.csv"
+    args = ["--quick", "--seeds", "0", "--splits", "1/16", "--out", str(out)]
+    run.main([*args, "--methods", "supervised,s4gan_honest"])
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["split"]) for r in rows] == [
+        ("supervised", "1/16"), ("s4gan_honest", "1/16"), ("full", "full"),
+    ]  # fmt: skip
+    assert rows[0]["labelled"] == "10" and rows[2]["labelled"] == "160"
+    assert rows[1]["d_auc_accuracy"] != ""
+    capsys.readouterr()
+    run.main([*args, "--methods", "supervised,s4gan_honest"])  # nothing left to do
+    assert "3 of 3 runs already in" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown method"):
+        run.main([*args, "--methods", "s4gan_typo"])
