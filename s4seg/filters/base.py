@@ -142,6 +142,30 @@ def _threshold_at(owner: str, schedule: Schedule, step: int) -> float:
     return float(t)
 
 
+def _fraction_at(owner: str, schedule: Schedule, step: int, what: str) -> float:
+    """A scheduled fraction at ``step``, or a ValueError naming the schedule."""
+    f = schedule(step)
+    if not 0.0 <= f <= 1.0:  # also rejects NaN
+        raise ValueError(
+            f"{owner} {what} at step {step} is {f}, outside [0, 1]; it is a fraction, fix the "
+            f"schedule {schedule!r}"
+        )
+    return float(f)
+
+
+def _check_probabilities(d_prob: Tensor, check_range: bool, source: str) -> None:
+    """Float probabilities; the range check is one host sync, run only when asked."""
+    if not d_prob.is_floating_point():
+        raise TypeError(f"d_prob must be a float tensor of probabilities, got {d_prob.dtype}")
+    # A logit passed for a probability would otherwise filter silently.
+    if check_range and bool(((d_prob < 0) | (d_prob > 1) | d_prob.isnan()).any()):
+        raise ValueError(
+            f"d_prob must be probabilities in [0, 1], got values in "
+            f"[{d_prob.min().item():.4g}, {d_prob.max().item():.4g}]; apply torch.sigmoid to "
+            f"{source}"
+        )
+
+
 def _describe(schedule: Schedule) -> str:
     """``0.2`` for a constant, the schedule's repr otherwise."""
     return repr(schedule.value) if isinstance(schedule, Constant) else repr(schedule)

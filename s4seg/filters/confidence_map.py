@@ -17,6 +17,7 @@ from torch import Tensor
 from s4seg.filters.base import (
     FilterDecision,
     _check_logits,
+    _check_probabilities,
     _describe,
     _threshold_arg,
     _threshold_at,
@@ -126,15 +127,7 @@ class ConfidenceMapFilter:
                 f"per-image score (B,) does not fit: use PixelDiscriminator and "
                 f"torch.sigmoid of its output, at the logits' resolution"
             )
-        if not d_prob.is_floating_point():
-            raise TypeError(f"d_prob must be a float tensor of probabilities, got {d_prob.dtype}")
-        # One host sync, only when asked: a logit map would otherwise filter silently.
-        if self.check_range and bool(((d_prob < 0) | (d_prob > 1) | d_prob.isnan()).any()):
-            raise ValueError(
-                f"d_prob must be probabilities in [0, 1], got values in "
-                f"[{d_prob.min().item():.4g}, {d_prob.max().item():.4g}]; apply torch.sigmoid to "
-                f"the discriminator's logits"
-            )
+        _check_probabilities(d_prob, self.check_range, "the discriminator's logits")
 
     def __repr__(self) -> str:
         return (

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from s4seg.distributed import all_gather_cat
-from s4seg.filters.base import FilterDecision, _check_logits, _describe
+from s4seg.filters.base import FilterDecision, _check_logits, _describe, _fraction_at
 from s4seg.schedules import Constant, Linear, Schedule, as_schedule
 
 __all__ = ["EntropyPercentileFilter", "dropped_count", "pixel_entropy"]
@@ -114,13 +114,7 @@ class EntropyPercentileFilter:
 
     def drop_at(self, step: int) -> float:
         """The fraction dropped at ``step``."""
-        d = self.drop(step)
-        if not 0.0 <= d <= 1.0:  # also rejects NaN
-            raise ValueError(
-                f"EntropyPercentileFilter drop at step {step} is {d}, outside [0, 1]; it is a "
-                f"fraction of the pixels, fix the schedule {self.drop!r}"
-            )
-        return float(d)
+        return _fraction_at("EntropyPercentileFilter", self.drop, step, "drop")
 
     def decide(self, *, logits: Tensor, d_prob: Tensor | None = None, step: int) -> FilterDecision:
         """Keep the lowest-entropy pixels of the batch.

@@ -24,6 +24,7 @@ from s4seg.filters.base import (
     FilterDecision,
     PseudoLabelFilter,
     _check_logits,
+    _check_probabilities,
     _describe,
     _threshold_arg,
     _threshold_at,
@@ -84,15 +85,7 @@ class DiscriminatorGate:
                 f"d_prob must have shape (B,)=({b},), one probability per image, got "
                 f"{tuple(d_prob.shape)}; reshape with d_prob.reshape(-1) if it is (B, 1)"
             )
-        if not d_prob.is_floating_point():
-            raise TypeError(f"d_prob must be a float tensor of probabilities, got {d_prob.dtype}")
-        # One host sync: a logit passed for a probability would otherwise gate silently.
-        if self.check_range and bool(((d_prob < 0) | (d_prob > 1) | d_prob.isnan()).any()):
-            raise ValueError(
-                f"d_prob must be probabilities in [0, 1], got values in "
-                f"[{d_prob.min().item():.4g}, {d_prob.max().item():.4g}]; apply torch.sigmoid to "
-                f"the discriminator's logit"
-            )
+        _check_probabilities(d_prob, self.check_range, "the discriminator's logit")
         t = _threshold_at("DiscriminatorGate", self.threshold, step)
         scores = d_prob.detach()
         # The comparison runs in d_prob's dtype (a Python float does not promote a

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from s4seg.distributed import all_gather_cat, is_distributed
-from s4seg.filters.base import FilterDecision, _check_logits, _describe
+from s4seg.filters.base import FilterDecision, _check_logits, _describe, _fraction_at
 from s4seg.ops.reference import select_pseudo_labels
 from s4seg.schedules import Schedule, as_schedule
 
@@ -101,13 +101,7 @@ class TargetRateGate:
 
     def rate_at(self, step: int) -> float:
         """The fraction kept at ``step``."""
-        r = self.rate(step)
-        if not 0.0 <= r <= 1.0:  # also rejects NaN
-            raise ValueError(
-                f"TargetRateGate rate at step {step} is {r}, outside [0, 1]; fix the schedule "
-                f"{self.rate!r}"
-            )
-        return float(r)
+        return _fraction_at("TargetRateGate", self.rate, step, "rate")
 
     def decide(self, *, logits: Tensor, d_prob: Tensor | None, step: int) -> FilterDecision:
         """Keep the top fraction of images (by ``d_prob``) or of pixels (by confidence).
