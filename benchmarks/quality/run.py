@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 import s4seg
+from benchmarks.kernel.run import git_sha
 from s4seg.callbacks import Callback
 from s4seg.data import Augmented, InfiniteLoader, RandomHorizontalFlip
 
@@ -290,12 +291,6 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
-def git_sha() -> str:
-    from benchmarks.kernel.run import git_sha as sha
-
-    return sha()
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the same wiring in about a minute")
@@ -339,13 +334,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu"
     )
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    sha = git_sha()  # once: the code that runs was imported from the tree as it is now
     print(f"{len(runs) - len(todo)} of {len(runs)} runs already in {out}; {len(todo)} to go")
     started = time.perf_counter()
     for i, run in enumerate(todo, 1):
         row = run_one(run, preset, device)
         row.update(
             run_id=run_id,
-            git_sha=git_sha(),
+            git_sha=sha,
             device=f"{device} ({device_name})",
             threads=torch.get_num_threads(),
             torch=torch.__version__,

@@ -133,21 +133,17 @@ def _threshold_arg(owner: str, threshold: float | Schedule) -> Schedule:
 
 
 def _threshold_at(owner: str, schedule: Schedule, step: int) -> float:
-    t = schedule(step)
-    if not 0.0 <= t <= 1.0:  # also rejects NaN
-        raise ValueError(
-            f"{owner} threshold at step {step} is {t}, outside [0, 1]; the threshold is a "
-            f"probability, fix the schedule {schedule!r}"
-        )
-    return float(t)
+    return _fraction_at(owner, schedule, step, "threshold", "the threshold is a probability")
 
 
-def _fraction_at(owner: str, schedule: Schedule, step: int, what: str) -> float:
-    """A scheduled fraction at ``step``, or a ValueError naming the schedule."""
+def _fraction_at(
+    owner: str, schedule: Schedule, step: int, what: str, unit: str = "it is a fraction"
+) -> float:
+    """A scheduled value in [0, 1] at ``step``, or a ValueError naming the schedule."""
     f = schedule(step)
     if not 0.0 <= f <= 1.0:  # also rejects NaN
         raise ValueError(
-            f"{owner} {what} at step {step} is {f}, outside [0, 1]; it is a fraction, fix the "
+            f"{owner} {what} at step {step} is {f}, outside [0, 1]; {unit}, fix the "
             f"schedule {schedule!r}"
         )
     return float(f)

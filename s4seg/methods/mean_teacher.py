@@ -68,18 +68,27 @@ class MeanTeacher(Method):
             raise TypeError(f"views must be a WeakStrongViews or None, got {views!r}")
         self.start_step, self.seed = int(start_step), seed
         self._rng = torch.Generator().manual_seed(seed)
-        self.teacher: EMATeacher | None = None
+        self._teacher: EMATeacher | None = None
 
     def default_filter(self) -> PseudoLabelFilter:
         return PixelConfidenceFilter(self.tau)
 
+    @property
+    def teacher(self) -> EMATeacher:
+        """The EMA teacher; built from the generator when the Trainer sets the method up."""
+        if self._teacher is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no teacher before a Trainer sets it up; pass the "
+                f"method to Trainer(method=...)"
+            )
+        return self._teacher
+
     def setup(self, trainer: Trainer) -> None:
-        self.teacher = EMATeacher(trainer.generator, self.decay, self.max_decay)
+        self._teacher = EMATeacher(trainer.generator, self.decay, self.max_decay)
 
     def generator_loss(
         self, trainer: Trainer, loss_ce: Tensor, image: Tensor, mask: Tensor, logits: Tensor
     ) -> tuple[Tensor, dict[str, Any]]:
-        assert self.teacher is not None  # set in setup()
         img_u = trainer._to_device(trainer._next("unlabelled")["image"])
         student_in = teacher_in = img_u
         views: Views | None = None
@@ -111,15 +120,12 @@ class MeanTeacher(Method):
         return loss_ce + trainer.config.lambda_st * loss_st, out
 
     def after_step(self, trainer: Trainer) -> None:
-        assert self.teacher is not None
         self.teacher.update(trainer.generator, trainer.step)
 
     def state_dict(self) -> dict[str, Any]:
-        assert self.teacher is not None
         return {"teacher": self.teacher.state_dict(), "rng": self._rng.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.teacher is not None
         if "teacher" not in state:
             raise ValueError(
                 f"{type(self).__name__} needs its teacher's weights, which this checkpoint "
