@@ -6,7 +6,7 @@ part lives (``s4seg.models.discriminator``, ``s4seg.filters``, ...).
 
 from __future__ import annotations
 
-from s4seg.augment import StrongView, WeakStrongViews, WeakView
+from s4seg.data.views import StrongView, WeakStrongViews, WeakView
 from s4seg.callbacks import (
     Callback,
     Checkpointer,
@@ -16,7 +16,7 @@ from s4seg.callbacks import (
     TensorBoardLogger,
     default_callbacks,
 )
-from s4seg.checkpoint import load_checkpoint, save_atomic
+from s4seg.training.checkpoint import load_checkpoint, save_atomic
 from s4seg.data import (
     Augmented,
     Compose,
@@ -31,7 +31,7 @@ from s4seg.data import (
     split_dataset,
     split_indices,
 )
-from s4seg.diagnostics import discriminator_diagnostics, rank_auc
+from s4seg.methods.s4gan_diagnostics import discriminator_diagnostics, rank_auc
 from s4seg.filters import (
     AndFilter,
     ClasswiseThreshold,
@@ -45,7 +45,7 @@ from s4seg.filters import (
     TargetRateGate,
     filter_stats,
 )
-from s4seg.inference import predict_logits, sliding_window_logits
+from s4seg.models.inference import predict_logits, sliding_window_logits
 from s4seg.losses import (
     DiscriminatorLoss,
     FeatureMatchingLoss,
@@ -53,7 +53,7 @@ from s4seg.losses import (
     SelfTrainingLoss,
     SupervisedCrossEntropy,
 )
-from s4seg.lr_schedule import poly_lr_factor
+from s4seg.training.lr_schedule import poly_lr_factor
 from s4seg.methods import S4GAN, AdvSemiSeg, FixMatch, MeanTeacher, Method, Supervised
 from s4seg.metrics import (
     SegmentationMetric,
@@ -80,8 +80,8 @@ from s4seg.models import (
 from s4seg.ops import PseudoLabelStats, confidence_masked_cross_entropy
 from s4seg.schedules import Constant, Cosine, Linear, Schedule, Step, as_schedule
 from s4seg.seeding import seed_everything
-from s4seg.teacher import EMATeacher
-from s4seg.trainer import Trainer, TrainerConfig
+from s4seg.methods.teacher import EMATeacher
+from s4seg.training.trainer import Trainer, TrainerConfig
 
 __version__ = "0.1.0"
 

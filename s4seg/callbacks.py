@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from s4seg.checkpoint import save_atomic
+from s4seg.training.checkpoint import save_atomic
 
 if TYPE_CHECKING:
-    from s4seg.trainer import Trainer
+    from s4seg.training.trainer import Trainer
 
 HOOKS = ("on_fit_start", "on_log", "on_eval_end", "on_step_end", "on_fit_end")
 

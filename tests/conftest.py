@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Subset
 
 from s4seg.data import InfiniteLoader, SyntheticShapes, Unlabelled
 from s4seg.models import FMDiscriminator
-from s4seg.trainer import Trainer, TrainerConfig
+from s4seg.training.trainer import Trainer, TrainerConfig
 
 torch.set_num_threads(1)
 settings.register_profile("s4seg", max_examples=20, deadline=None)

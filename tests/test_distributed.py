@@ -17,7 +17,7 @@ from s4seg.data import InfiniteLoader, SyntheticShapes, Unlabelled
 from s4seg.distributed import all_reduce_sum, is_distributed, rank
 from s4seg.filters import ClasswiseThreshold, SelfAdaptiveThreshold, TargetRateGate
 from s4seg.models import FMDiscriminator
-from s4seg.trainer import Trainer, TrainerConfig
+from s4seg.training.trainer import Trainer, TrainerConfig
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed missing")
 STEPS, PER_RANK = 3, 2

@@ -14,7 +14,7 @@ from s4seg.doctor.findings import Finding
 from s4seg.doctor.monitors import Monitor, default_monitors, run_monitors
 
 if TYPE_CHECKING:
-    from s4seg.trainer import Trainer
+    from s4seg.training.trainer import Trainer
 
 __all__ = ["Doctor"]
 

@@ -15,7 +15,7 @@ The default limits come from practice, most of them from the field report of a
 failed S4GAN run (docs/concepts/diagnosing.md): 0 images kept for 500 steps,
 loss_d < 0.05, val mIoU falling from its best, a train-val mIoU gap > 0.15.
 :class:`DiscriminatorJudgesSoftness` reads the ``d_auc_*`` numbers that
-:func:`s4seg.diagnostics.discriminator_diagnostics` adds to eval records.
+:func:`s4seg.methods.s4gan_diagnostics.discriminator_diagnostics` adds to eval records.
 """
 
 from __future__ import annotations
@@ -669,7 +669,7 @@ class DiscriminatorJudgesSoftness:
     """The discriminator's score follows how sharp a prediction is, not whether it is right.
 
     Reads the eval records that carry ``d_auc_entropy`` and ``d_auc_accuracy`` (see
-    :func:`s4seg.diagnostics.discriminator_diagnostics`: ROC AUCs of D(fake) per
+    :func:`s4seg.methods.s4gan_diagnostics.discriminator_diagnostics`: ROC AUCs of D(fake) per
     validation image for "sharper than the median" and "more accurate than the
     median"; 0.5 is no relation). A finding when the latest such record has
     ``d_auc_entropy >= min_entropy_auc`` and ``d_auc_accuracy <= max_accuracy_auc``;

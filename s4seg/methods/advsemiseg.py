@@ -18,7 +18,7 @@ from s4seg.models.discriminator import one_hot_labels
 from s4seg.models.pixel_discriminator import PixelDiscriminator
 
 if TYPE_CHECKING:
-    from s4seg.trainer import Trainer
+    from s4seg.training.trainer import Trainer
 
 __all__ = ["AdvSemiSeg"]
 

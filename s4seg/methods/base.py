@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from s4seg.filters import PseudoLabelFilter
 
 if TYPE_CHECKING:
-    from s4seg.trainer import Trainer
+    from s4seg.training.trainer import Trainer
 
 __all__ = ["Method"]
 

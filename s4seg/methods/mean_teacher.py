@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from s4seg.augment import Views, WeakStrongViews
+from s4seg.data.views import Views, WeakStrongViews
 from s4seg.filters import PixelConfidenceFilter, PseudoLabelFilter
 from s4seg.methods.base import Method
 from s4seg.ops.stats import PseudoLabelStats
 from s4seg.schedules import Schedule
-from s4seg.teacher import EMATeacher
+from s4seg.methods.teacher import EMATeacher
 
 if TYPE_CHECKING:
-    from s4seg.trainer import Trainer
+    from s4seg.training.trainer import Trainer
 
 __all__ = ["FixMatch", "MeanTeacher"]
 
@@ -23,7 +23,7 @@ __all__ = ["FixMatch", "MeanTeacher"]
 class MeanTeacher(Method):
     """Self-training of the student on an EMA teacher's confident pseudo-labels.
 
-    Each step the teacher (an :class:`~s4seg.teacher.EMATeacher` of the generator,
+    Each step the teacher (an :class:`~s4seg.methods.teacher.EMATeacher` of the generator,
     in eval mode) predicts the unlabelled batch; the filter (default
     :class:`~s4seg.filters.PixelConfidenceFilter` at ``tau``) decides which of its
     pseudo-labels teach; the student's loss on them goes through the fused op with
@@ -33,7 +33,7 @@ class MeanTeacher(Method):
     Without ``views`` the teacher and the student see the same batch (the loader's
     augmentation), which is the mean teacher (Tarvainen and Valpola, NeurIPS 2017)
     with hard, thresholded targets, as segmentation codebases use it. With
-    :class:`~s4seg.augment.WeakStrongViews` the teacher sees a weak view and the
+    :class:`~s4seg.data.views.WeakStrongViews` the teacher sees a weak view and the
     student a strong one of the same geometry, CutMix included: see
     :class:`FixMatch`.
 
@@ -144,7 +144,7 @@ class MeanTeacher(Method):
 class FixMatch(MeanTeacher):
     """FixMatch/UniMatch-style: EMA teacher on a weak view, student on a strong view.
 
-    :class:`MeanTeacher` with :class:`~s4seg.augment.WeakStrongViews` by default:
+    :class:`MeanTeacher` with :class:`~s4seg.data.views.WeakStrongViews` by default:
     the weak view (flip, scale-crop) goes to the teacher, the strong view of the
     same geometry (colour jitter, grayscale, blur, CutMix) to the student, and the
     teacher's logits are CutMixed with the images. FixMatch (Sohn et al., NeurIPS

@@ -24,7 +24,7 @@ from s4seg.models.discriminator import (
 from s4seg.ops.stats import PseudoLabelStats
 
 if TYPE_CHECKING:
-    from s4seg.trainer import Trainer
+    from s4seg.training.trainer import Trainer
 
 __all__ = ["S4GAN"]
 
@@ -54,7 +54,7 @@ class S4GAN(Method):
             self-training targets are unchanged). 1 is off.
         diagnose: at each evaluation, measure whether the discriminator's score
             tracks correctness on the validation batches (``d_auc_accuracy``,
-            ``d_auc_entropy``; see :func:`s4seg.diagnostics.discriminator_diagnostics`).
+            ``d_auc_entropy``; see :func:`s4seg.methods.s4gan_diagnostics.discriminator_diagnostics`).
         diagnose_batches: validation batches the diagnostic reads (None: all).
         seed: seed of the generator that draws ``real_noise``.
     """
@@ -166,7 +166,7 @@ class S4GAN(Method):
     def diagnose(self, trainer: Trainer) -> dict[str, float]:
         if not self.diagnose_enabled or trainer.val_loader is None or trainer.discriminator is None:
             return {}
-        from s4seg.diagnostics import discriminator_diagnostics
+        from s4seg.methods.s4gan_diagnostics import discriminator_diagnostics
 
         # Iterating a DataLoader draws from the global RNG: fork it, so that turning
         # the diagnostic on or off leaves the training itself unchanged.

@@ -179,6 +179,9 @@ class TimmEncoder(nn.Module):
         self.in_channels = in_chans
         self.out_channels = int(feature_info.channels()[-1])
         self.reduction = reduction
+        # Every stage's map, for heads that fuse a shallower one (DeepLabV3+).
+        self.feature_channels = tuple(int(c) for c in feature_info.channels())
+        self.feature_reductions = tuple(int(r) for r in feature_info.reduction())
         # Some backbones (Swin, MaxViT) return channels-last feature maps; the head wants NCHW.
         fmt = getattr(model, "output_fmt", "NCHW")
         self.channels_last_output = str(getattr(fmt, "value", fmt)) == "NHWC"
@@ -187,11 +190,28 @@ class TimmEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the deepest feature map, channels first."""
+        return self.forward_features(x)[-1]
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        """Every stage's feature map, shallow to deep, channels first.
+
+        Their channels and strides are ``feature_channels`` and ``feature_reductions``.
+        """
         check_image_batch(x, self.in_channels, f"TimmEncoder({self.name!r})")
-        features = self.model(x)[-1]
+        features = self.model(x)
         if self.channels_last_output:
-            features = features.permute(0, 3, 1, 2)
-        return features
+            features = [f.permute(0, 3, 1, 2) for f in features]
+        return list(features)
+
+    def low_level_index(self, reduction: int = 4) -> int:
+        """Index of the deepest stage at ``reduction`` (DeepLabV3+ fuses the stride-4 map)."""
+        matches = [i for i, r in enumerate(self.feature_reductions) if r == reduction]
+        if not matches:
+            raise ValueError(
+                f"timm model {self.name!r} has no feature map at stride {reduction} (its "
+                f"strides are {self.feature_reductions}); pick a low-level stride it has"
+            )
+        return matches[-1]
 
     def extra_repr(self) -> str:
         return (

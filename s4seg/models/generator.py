@@ -14,9 +14,9 @@ from torch import Tensor, nn
 
 from s4seg.models.deeplabv2 import deeplabv2_resnet101
 from s4seg.models.encoder import TimmEncoder, check_image_batch, load_checkpoint
-from s4seg.models.heads import ASPP
+from s4seg.models.heads import ASPP, DeepLabV3PlusHead
 
-__all__ = ["PRESETS", "SegmentationGenerator", "create_generator"]
+__all__ = ["HEADS", "PRESETS", "SegmentationGenerator", "create_generator"]
 
 
 class SegmentationGenerator(nn.Module):
@@ -47,13 +47,45 @@ class SegmentationGenerator(nn.Module):
         self.encoder = encoder
         self.head = head
         self.num_classes = num_classes
+        # Heads that fuse a shallower map (DeepLabV3+) read the encoder's stride-4 stage.
+        self.low_level_index = -1
+        if getattr(head, "needs_low_level", False):
+            if not hasattr(encoder, "forward_features"):
+                raise TypeError(
+                    f"{type(head).__name__} needs low-level features, but "
+                    f"{type(encoder).__name__} has no forward_features(); use a TimmEncoder"
+                )
+            self.low_level_index = encoder.low_level_index()
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits at the input resolution."""
+    def forward(self, x: Tensor, feature_dropout: float | None = None) -> Any:
+        """Logits at the input resolution.
+
+        Args:
+            x: the image batch.
+            feature_dropout: if given, also decode the same encoder features after
+                channel dropout with this probability (UniMatch's feature perturbation,
+                ``nn.Dropout2d`` on every map the head reads) and return
+                ``(logits, perturbed_logits)``. Both go through the head as one batch, so
+                batch norm sees them together, as in UniMatch.
+        """
         in_channels = getattr(self.encoder, "in_channels", None)
         if in_channels is not None:
             check_image_batch(x, in_channels, "SegmentationGenerator")
-        logits = self.head(self.encoder(x))
+        if getattr(self.head, "needs_low_level", False):
+            stages = self.encoder.forward_features(x)
+            features = [stages[-1], stages[self.low_level_index]]
+        else:
+            features = [self.encoder(x)]
+        if feature_dropout is None:
+            return self._upsample(self.head(*features), x)
+        if not 0.0 <= feature_dropout < 1.0:
+            raise ValueError(f"feature_dropout must be in [0, 1), got {feature_dropout}")
+        both = [torch.cat([f, F.dropout2d(f, feature_dropout, training=True)]) for f in features]
+        logits, perturbed = self._upsample(self.head(*both), x).chunk(2)
+        return logits, perturbed
+
+    @staticmethod
+    def _upsample(logits: Tensor, x: Tensor) -> Tensor:
         # align_corners=False, PyTorch's default, treats pixels as areas; the original S4GAN
         # code used True, which shifts the logits by less than one feature-map cell.
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -103,11 +135,44 @@ def _deeplabv2_resnet101(
     return SegmentationGenerator(encoder, ASPP(encoder.out_channels, num_classes), num_classes)
 
 
+def _deeplabv3plus_resnet101(
+    num_classes: int, *, pretrained: bool, output_stride: int | None, **kwargs: Any
+) -> SegmentationGenerator:
+    # UniMatch's reference network: ResNet-101, stride 16, DeepLabV3+ with rates 6/12/18.
+    return _timm_generator(
+        "resnet101", num_classes, pretrained, output_stride or 16, "deeplabv3plus", kwargs
+    )
+
+
 # Named architectures that are not plain timm backbones: name -> builder(num_classes,
 # *, pretrained, output_stride, **kwargs). A dict, not a registry decorator: there is one.
 PRESETS: dict[str, Callable[..., SegmentationGenerator]] = {
     "deeplabv2_resnet101": _deeplabv2_resnet101,
+    "deeplabv3plus_resnet101": _deeplabv3plus_resnet101,
 }
+
+# The heads a timm backbone can carry, by the name create_generator takes.
+HEADS = ("aspp", "deeplabv3plus")
+
+
+def _timm_generator(
+    name: str,
+    num_classes: int,
+    pretrained: bool,
+    output_stride: int,
+    head: str,
+    kwargs: dict[str, Any],
+) -> SegmentationGenerator:
+    encoder = TimmEncoder(name, pretrained=pretrained, output_stride=output_stride, **kwargs)
+    if head == "aspp":
+        module: nn.Module = ASPP(encoder.out_channels, num_classes)
+    else:
+        # The rates are DeepLabV3's at stride 16; at stride 8 the maps are twice as large.
+        rates = (6, 12, 18) if output_stride >= 16 else (12, 24, 36)
+        low = encoder.feature_channels[encoder.low_level_index()]
+        module = DeepLabV3PlusHead(encoder.out_channels, low, num_classes, dilations=rates)
+    return SegmentationGenerator(encoder, module, num_classes)
+
 
 # Names timm resolves itself (Hugging Face hub, local folders); they cannot be listed.
 _TIMM_SOURCE_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
@@ -130,22 +195,26 @@ def create_generator(
     pretrained: bool = False,
     *,
     output_stride: int | None = None,
+    head: str = "aspp",
     checkpoint_path: str | os.PathLike[str] | None = None,
     **kwargs: Any,
 ) -> SegmentationGenerator:
-    """Build a generator: a timm backbone (or a preset) with the DeepLabV2 ASPP head.
+    """Build a generator: a timm backbone (or a preset) with a DeepLab head.
 
     Args:
         name: a timm model name (``"resnet101"``, ``"convnext_tiny"``, ``"test_resnet"``,
             a tagged ``"resnet50.a1_in1k"`` or an ``"hf-hub:"`` name), or a preset:
             ``"deeplabv2_resnet101"``, the original Caffe-style DeepLabV2 backbone of S4GAN
-            (see :mod:`s4seg.models.deeplabv2`).
+            (see :mod:`s4seg.models.deeplabv2`), or ``"deeplabv3plus_resnet101"``, UniMatch's
+            network (timm ResNet-101 at stride 16 with :class:`DeepLabV3PlusHead`).
         num_classes: number of classes the head predicts.
         pretrained: passed through to timm (ImageNet weights, needs the network or timm's
             cache). Weights already on disk: ``pretrained=True,
             pretrained_cfg_overlay=dict(file=path)`` for timm backbones.
         output_stride: 8 or 16 (32 without dilation). None means 16 for timm backbones
-            and 8 for the preset, which has no other.
+            and 8 for the DeepLabV2 preset, which has no other.
+        head: for timm backbones, ``"aspp"`` (DeepLabV2's :class:`ASPP`, S4GAN's) or
+            ``"deeplabv3plus"`` (:class:`DeepLabV3PlusHead`, fusing the stride-4 map).
         checkpoint_path: a file holding this generator's own state_dict (bare, or under a
             ``"model"`` / ``"state_dict"`` key), loaded strictly after construction.
         **kwargs: passed to ``timm.create_model`` (e.g. ``in_chans``, ``drop_path_rate``), or
@@ -159,20 +228,21 @@ def create_generator(
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     _check_name(name)
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if name in PRESETS:
+        if head != "aspp":
+            raise ValueError(
+                f"preset {name!r} has its own head; leave head unset (the presets are "
+                f"{', '.join(sorted(PRESETS))})"
+            )
         generator = PRESETS[name](
             num_classes, pretrained=pretrained, output_stride=output_stride, **kwargs
         )
     else:
-        encoder = TimmEncoder(
-            name,
-            pretrained=pretrained,
-            output_stride=16 if output_stride is None else output_stride,
-            **kwargs,
-        )
-        head = ASPP(encoder.out_channels, num_classes)
-        generator = SegmentationGenerator(encoder, head, num_classes)
+        stride = 16 if output_stride is None else output_stride
+        generator = _timm_generator(name, num_classes, pretrained, stride, head, kwargs)
     if checkpoint_path is not None:
         load_checkpoint(generator, checkpoint_path)
     return generator

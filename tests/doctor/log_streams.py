@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from s4seg.filters import DiscriminatorGate, PixelConfidenceFilter
-from s4seg.trainer import TrainerConfig
+from s4seg.training.trainer import TrainerConfig
 
 Record = dict[str, Any]
 

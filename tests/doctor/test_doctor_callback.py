@@ -12,11 +12,11 @@ from conftest import make_trainer
 from log_streams import field_report
 
 from s4seg.callbacks import Checkpointer, JSONLLogger
-from s4seg.checkpoint import load_checkpoint
+from s4seg.training.checkpoint import load_checkpoint
 from s4seg.doctor import DiscriminatorDominant, Doctor, SelfTrainingStarved, ValMiouFalling
 from s4seg.doctor.report import write_report
 from s4seg.filters import DiscriminatorGate
-from s4seg.trainer import TrainerConfig
+from s4seg.training.trainer import TrainerConfig
 
 
 def fake_trainer(**config):

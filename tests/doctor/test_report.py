@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from log_streams import field_report, healthy
 
-from s4seg.__main__ import main
+from s4seg.cli.main import main
 from s4seg.doctor.report import load_run, read_jsonl, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -123,7 +123,7 @@ def test_python_dash_m_s4seg_report(tmp_path, monkeypatch):
     run = write_run(tmp_path, healthy())
     monkeypatch.setattr(sys, "argv", ["s4seg", "report", str(run), "--no-plots"])
     with warnings.catch_warnings():
-        # runpy notes that s4seg.__main__ was already imported by this test module.
+        # runpy notes that s4seg.cli.main was already imported by this test module.
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(SystemExit) as done:
             runpy.run_module("s4seg", run_name="__main__")

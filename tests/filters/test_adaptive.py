@@ -9,7 +9,7 @@ from conftest import make_trainer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s4seg.checkpoint import load_checkpoint, save_atomic
+from s4seg.training.checkpoint import load_checkpoint, save_atomic
 from s4seg.filters import SelfAdaptiveThreshold, filter_stats
 
 fast = settings(max_examples=20, deadline=None)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import make_trainer
 
-from s4seg.augment import WeakStrongViews
+from s4seg.data.views import WeakStrongViews
 from s4seg.callbacks import Callback
-from s4seg.checkpoint import load_checkpoint, save_atomic
+from s4seg.training.checkpoint import load_checkpoint, save_atomic
 from s4seg.filters import ConfidenceMapFilter, DiscriminatorGate, PixelConfidenceFilter
 from s4seg.methods import (
     METHODS,

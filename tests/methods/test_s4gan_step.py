@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from conftest import make_trainer
 
-from s4seg.lr_schedule import poly_lr_factor
+from s4seg.training.lr_schedule import poly_lr_factor
 from s4seg.models.discriminator import discriminator_input, one_hot_labels
-from s4seg.optim import set_lr_factor
+from s4seg.training.optim import set_lr_factor
 
 
 def _spelled_out_step(t) -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 from torch import Tensor, nn
 
-from s4seg.diagnostics import discriminator_diagnostics, rank_auc
+from s4seg.methods.s4gan_diagnostics import discriminator_diagnostics, rank_auc
 from s4seg.models.discriminator import sharpen
 
 fast = settings(max_examples=25, deadline=None)

@@ -11,11 +11,11 @@ from conftest import SIZE, TinyGenerator, make_trainer
 from torch.utils.data import Subset
 
 from s4seg.callbacks import Callback, default_callbacks
-from s4seg.checkpoint import load_checkpoint, save_atomic
+from s4seg.training.checkpoint import load_checkpoint, save_atomic
 from s4seg.data import InfiniteLoader, SyntheticShapes, Unlabelled
 from s4seg.filters import PixelConfidenceFilter
 from s4seg.models import FMDiscriminator
-from s4seg.trainer import Trainer, TrainerConfig
+from s4seg.training.trainer import Trainer, TrainerConfig
 
 
 class Recorder(Callback):

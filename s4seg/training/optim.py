@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from s4seg.trainer import TrainerConfig
+    from s4seg.training.trainer import TrainerConfig
 
 
 def default_g_optimizer(generator: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:

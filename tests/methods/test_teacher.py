@@ -1,4 +1,4 @@
-"""Tests for s4seg.teacher.EMATeacher."""
+"""Tests for s4seg.methods.teacher.EMATeacher."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from s4seg.schedules import Linear
-from s4seg.teacher import EMATeacher, unwrap_model
+from s4seg.methods.teacher import EMATeacher, unwrap_model
 
 fast = settings(max_examples=25, deadline=None)
 

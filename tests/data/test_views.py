@@ -1,4 +1,4 @@
-"""Tests for s4seg.augment: weak / strong views and CutMix."""
+"""Tests for s4seg.data.views: weak / strong views and CutMix."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s4seg.augment import (
+from s4seg.data.views import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     StrongView,

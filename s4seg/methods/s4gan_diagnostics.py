@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s4seg.inference import predict_logits
+from s4seg.models.inference import predict_logits
 from s4seg.models.discriminator import discriminator_input, one_hot_labels
 
 __all__ = ["discriminator_diagnostics", "rank_auc"]
@@ -148,7 +148,7 @@ def discriminator_diagnostics(
         background_index: class that is not an object (None: every class is an
             object, and the object accuracy is the pixel accuracy).
         window: sliding-window inference with this window (see
-            :func:`s4seg.inference.predict_logits`); None runs whole images.
+            :func:`s4seg.models.inference.predict_logits`); None runs whole images.
 
     Returns:
         ``d_auc_accuracy``, ``d_auc_entropy``, ``d_auc_object_accuracy`` (the

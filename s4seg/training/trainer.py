@@ -20,21 +20,21 @@ import torch
 from torch import Tensor, nn
 
 from s4seg.callbacks import Callback, Checkpointer, check_callbacks
-from s4seg.checkpoint import config_mismatches, load_checkpoint
+from s4seg.training.checkpoint import config_mismatches, load_checkpoint
 from s4seg.distributed import all_reduce_sum, is_distributed, is_main_process, world_size
 from s4seg.filters import PseudoLabelFilter
-from s4seg.inference import predict_logits
-from s4seg.log_window import LogWindow, nonfinite_keys
+from s4seg.models.inference import predict_logits
+from s4seg.training.log_window import LogWindow, nonfinite_keys
 from s4seg.losses import (
     DiscriminatorLoss,
     FeatureMatchingLoss,
     SelfTrainingLoss,
     SupervisedCrossEntropy,
 )
-from s4seg.lr_schedule import poly_lr_factor
+from s4seg.training.lr_schedule import poly_lr_factor
 from s4seg.methods import Method, build_method
 from s4seg.metrics import SegmentationMetric
-from s4seg.optim import (
+from s4seg.training.optim import (
     check_each_param_once,
     default_d_optimizer,
     default_g_optimizer,
