@@ -59,7 +59,9 @@ def splits_from_args(args: argparse.Namespace) -> SyntheticSplits:
 
 
 def loaders(splits: SyntheticSplits, batch_size: int, seed: int) -> dict[str, Any]:
-    """The four loaders a Trainer takes: each infinite one with its own seed.
+    """The loaders a Trainer takes: each infinite one with its own seed.
+
+    ``loaders["d"]`` is S4GAN's: labelled batches its discriminator sees as "real".
 
     Training images are flipped at random (colour jitter is left out: colour carries
     part of the class here, and the field report measured it hurting).
@@ -75,7 +77,7 @@ def loaders(splits: SyntheticSplits, batch_size: int, seed: int) -> dict[str, An
     return {
         "labelled_loader": infinite(splits.labelled, seed),
         "unlabelled_loader": infinite(splits.unlabelled, seed + 1),
-        "d_loader": infinite(splits.labelled, seed + 2),
+        "loaders": {"d": infinite(splits.labelled, seed + 2)},
         "val_loader": DataLoader(
             splits.val,
             batch_size=32,

@@ -26,9 +26,9 @@ def main() -> None:
     splits = splits_from_args(args)
     s4seg.seed_everything(args.seed)
     # The parts create_generator would assemble: a timm encoder and a DeepLabV2 head.
-    encoder = s4seg.TimmEncoder(args.backbone, output_stride=args.output_stride)
-    head = s4seg.ASPP(encoder.out_channels, splits.num_classes)
-    generator = s4seg.SegmentationGenerator(encoder, head, splits.num_classes)
+    encoder = s4seg.models.TimmEncoder(args.backbone, output_stride=args.output_stride)
+    head = s4seg.models.ASPP(encoder.out_channels, splits.num_classes)
+    generator = s4seg.models.SegmentationGenerator(encoder, head, splits.num_classes)
     print(f"{args.backbone}: {encoder.out_channels} channels at 1/{encoder.reduction} resolution")
     trainer = s4seg.Trainer(
         generator,

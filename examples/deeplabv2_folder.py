@@ -80,7 +80,7 @@ def main() -> None:
 
     s4seg.seed_everything(args.seed)
     train = s4seg.FolderDataset(args.data / "train", labelled=False)
-    lab_idx, unl_idx = s4seg.split_indices(
+    lab_idx, unl_idx = s4seg.data.split_indices(
         len(train), int(args.labelled) if args.labelled >= 1 else args.labelled, seed=args.seed
     )
     # Only the labelled part needs masks: index it through a labelled view of the folder.
@@ -92,22 +92,22 @@ def main() -> None:
         unlabelled = ConcatDataset(
             [unlabelled, s4seg.FolderDataset(args.unlabelled, labelled=False)]
         )
-    augment = s4seg.Compose(
+    augment = s4seg.data.Compose(
         [
-            s4seg.RandomScale(0.5, 1.5),
-            s4seg.RandomCrop(args.crop_size),
-            s4seg.RandomHorizontalFlip(),
-            s4seg.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            s4seg.data.RandomScale(0.5, 1.5),
+            s4seg.data.RandomCrop(args.crop_size),
+            s4seg.data.RandomHorizontalFlip(),
+            s4seg.data.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
-    val = s4seg.Augmented(
+    val = s4seg.data.Augmented(
         s4seg.FolderDataset(args.data / "val", num_classes=args.num_classes),
-        s4seg.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        s4seg.data.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     )
 
     def loader(dataset, seed):
-        return s4seg.InfiniteLoader(
-            s4seg.Augmented(dataset, augment, seed=seed),
+        return s4seg.data.InfiniteLoader(
+            s4seg.data.Augmented(dataset, augment, seed=seed),
             args.batch_size,
             seed=seed,
             num_workers=args.workers,
@@ -125,10 +125,12 @@ def main() -> None:
         generator,
         loader(labelled, args.seed),
         unlabelled_loader=loader(unlabelled, args.seed + 1),
-        d_loader=loader(labelled, args.seed + 2),
+        loaders={"d": loader(labelled, args.seed + 2)},  # shown to the discriminator as real
         val_loader=DataLoader(val, batch_size=1),  # full-size images, one at a time
-        discriminator=s4seg.FMDiscriminator(args.num_classes),
-        pseudo_filter=s4seg.DiscriminatorGate(args.st_threshold),
+        method=s4seg.S4GAN(
+            discriminator=s4seg.models.FMDiscriminator(args.num_classes),
+            pseudo_filter=s4seg.filters.DiscriminatorGate(args.st_threshold),
+        ),
         config=s4seg.TrainerConfig(  # the paper's defaults except max_steps
             max_steps=args.max_steps,
             eval_interval=min(1000, args.max_steps),

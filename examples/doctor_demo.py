@@ -74,12 +74,14 @@ def main() -> None:
     trainer = s4seg.Trainer(
         generator,
         **loaders(splits, args.batch_size, args.seed),
-        discriminator=s4seg.FMDiscriminator(splits.num_classes),
-        pseudo_filter=s4seg.DiscriminatorGate(args.st_threshold, check_range=False),
+        method=s4seg.S4GAN(
+            discriminator=s4seg.models.FMDiscriminator(splits.num_classes),
+            pseudo_filter=s4seg.filters.DiscriminatorGate(args.st_threshold, check_range=False),
+            lr_d=args.lr_d,
+        ),
         config=s4seg.TrainerConfig(
             max_steps=args.max_steps,
             lr_g=args.lr,
-            lr_d=args.lr_d,
             log_interval=max(1, min(5, args.max_steps // 10)),
             # Evaluate often: a rollback needs a checkpoint from before D starts to win.
             eval_interval=max(1, min(5, args.max_steps // 10)),

@@ -21,8 +21,8 @@ import s4seg
 def main() -> None:
     p = base_parser(__doc__.splitlines()[0], max_steps=1500)
     p.add_argument("--lr", type=float, default=0.05, help="generator SGD lr")
-    p.add_argument("--tau", type=float, default=0.9, help="threshold on the teacher's softmax")
-    p.add_argument("--warmup", type=int, default=200, help="steps of labels only before ST")
+    p.add_argument("--threshold", type=float, default=0.9, help="on the teacher's softmax")
+    p.add_argument("--start-step", type=int, default=200, help="labels only before this step")
     p.add_argument("--cutmix-p", type=float, default=0.5)
     p.add_argument("--out", type=Path, default=Path("runs/fixmatch_synthetic"))
     args = p.parse_args()
@@ -31,14 +31,14 @@ def main() -> None:
     s4seg.seed_everything(args.seed)
     generator = s4seg.create_generator(args.backbone, splits.num_classes, output_stride=8)
     method = s4seg.FixMatch(
-        views=s4seg.WeakStrongViews(cutmix_p=args.cutmix_p),
-        start_step=min(args.warmup, args.max_steps // 2),
+        views=s4seg.data.WeakStrongViews(cutmix_p=args.cutmix_p),
+        pseudo_filter=s4seg.filters.PixelConfidenceFilter(args.threshold),
+        start_step=min(args.start_step, args.max_steps // 2),
         seed=args.seed,
     )
     trainer = s4seg.Trainer(
         generator,
         **loaders(splits, args.batch_size, args.seed),
-        pseudo_filter=s4seg.PixelConfidenceFilter(args.tau),
         method=method,
         config=s4seg.TrainerConfig(
             max_steps=args.max_steps,

@@ -2,8 +2,8 @@
 
 Tarvainen and Valpola, "Mean teachers are better role models", NeurIPS 2017, with
 hard, thresholded targets as segmentation codebases use it: teacher and student see
-the same unlabelled batch, the teacher's pixels with max softmax >= ``--tau`` teach
-(:class:`s4seg.PixelConfidenceFilter`), and the teacher's decay warms up as
+the same unlabelled batch, the teacher's pixels with max softmax >= ``--threshold`` teach
+(:class:`s4seg.filters.PixelConfidenceFilter`), and the teacher's decay warms up as
 ``min(1 - 1/(t+1), 0.999)``. Compare with ``fixmatch_synthetic.py``, which adds
 weak/strong views and CutMix to the same parts.
 
@@ -23,8 +23,8 @@ import s4seg
 def main() -> None:
     p = base_parser(__doc__.splitlines()[0], max_steps=1500)
     p.add_argument("--lr", type=float, default=0.05, help="generator SGD lr")
-    p.add_argument("--tau", type=float, default=0.9, help="threshold on the teacher's softmax")
-    p.add_argument("--warmup", type=int, default=200, help="steps of labels only before ST")
+    p.add_argument("--threshold", type=float, default=0.9, help="on the teacher's softmax")
+    p.add_argument("--start-step", type=int, default=200, help="labels only before this step")
     p.add_argument("--max-decay", type=float, default=0.999, help="cap of the EMA decay")
     p.add_argument("--out", type=Path, default=Path("runs/mean_teacher_synthetic"))
     args = p.parse_args()
@@ -35,9 +35,10 @@ def main() -> None:
     trainer = s4seg.Trainer(
         generator,
         **loaders(splits, args.batch_size, args.seed),
-        pseudo_filter=s4seg.PixelConfidenceFilter(args.tau),
         method=s4seg.MeanTeacher(
-            max_decay=args.max_decay, start_step=min(args.warmup, args.max_steps // 2)
+            pseudo_filter=s4seg.filters.PixelConfidenceFilter(args.threshold),
+            max_decay=args.max_decay,
+            start_step=min(args.start_step, args.max_steps // 2),
         ),
         config=s4seg.TrainerConfig(
             max_steps=args.max_steps,

@@ -32,21 +32,24 @@ def run(args, method: str, out_dir: Path) -> dict:
         args.backbone, splits.num_classes, output_stride=args.output_stride
     )
     config = s4seg.TrainerConfig(
-        method=method,
         max_steps=args.max_steps,
         lr_g=args.lr,
-        lr_d=args.lr_d,
         eval_interval=max(1, args.max_steps // 6),
         log_interval=max(1, min(25, args.max_steps)),
         device=args.device,
     )
+    if method == "s4gan":
+        chosen: s4seg.methods.Method = s4seg.S4GAN(
+            discriminator=s4seg.models.FMDiscriminator(splits.num_classes),
+            pseudo_filter=s4seg.filters.DiscriminatorGate(threshold=args.st_threshold),
+            lr_d=args.lr_d,
+        )
+    else:
+        chosen = s4seg.methods.build_method(method)
     trainer = s4seg.Trainer(
         generator,
         **loaders(splits, args.batch_size, args.seed),
-        discriminator=s4seg.FMDiscriminator(splits.num_classes) if method == "s4gan" else None,
-        pseudo_filter=(
-            s4seg.DiscriminatorGate(threshold=args.st_threshold) if method == "s4gan" else None
-        ),
+        method=chosen,
         config=config,
         callbacks=s4seg.default_callbacks(out_dir / method, extra_config={"example": vars(args)}),
     )

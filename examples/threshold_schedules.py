@@ -24,13 +24,13 @@ from common import (
 import s4seg
 
 
-def schedules(max_steps: int) -> dict[str, s4seg.Schedule]:
+def schedules(max_steps: int) -> dict[str, s4seg.schedules.Schedule]:
     """The three schedules of the field report, stretched over ``max_steps``."""
     frac = max_steps / 30_000
     return {
-        "static 0.2": s4seg.Constant(0.2),
-        "linear 0.2->0.05": s4seg.Linear(0.2, 0.05, steps=max(1, round(25_000 * frac))),
-        "step .05/.10/.15/.20": s4seg.Step(
+        "static 0.2": s4seg.schedules.Constant(0.2),
+        "linear 0.2->0.05": s4seg.schedules.Linear(0.2, 0.05, steps=max(1, round(25_000 * frac))),
+        "step .05/.10/.15/.20": s4seg.schedules.Step(
             {0: 0.05, round(5_000 * frac): 0.10, round(15_000 * frac): 0.15, max_steps: 0.20}
         ),
     }
@@ -49,7 +49,7 @@ def main() -> None:
         trainer = s4seg.Trainer(
             s4seg.create_generator(args.backbone, splits.num_classes),
             **loaders(splits, args.batch_size, args.seed),
-            pseudo_filter=s4seg.DiscriminatorGate(schedule),
+            method=s4seg.S4GAN(pseudo_filter=s4seg.filters.DiscriminatorGate(schedule)),
             config=s4seg.TrainerConfig(
                 max_steps=args.max_steps,
                 lr_g=0.01,

@@ -1,53 +1,36 @@
-"""Callbacks: logs, progress, checkpoints. Hooks are named methods, so a typo fails loudly."""
+"""Callbacks: logs, progress, checkpoints, the run's config.
+
+The hooks are named methods of :class:`Callback` (:mod:`s4seg.training.hooks`), so a
+typo fails loudly.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from s4seg.jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 from s4seg.training.checkpoint import save_atomic
+from s4seg.training.hooks import Callback
 
 if TYPE_CHECKING:
     from s4seg.training.trainer import Trainer
 
-HOOKS = ("on_fit_start", "on_log", "on_eval_end", "on_step_end", "on_fit_end")
-
-
-class Callback:
-    """Base class: override any of the hooks below; every hook receives the trainer."""
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        """Before the first step of :meth:`Trainer.fit` (also after a resume)."""
-
-    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        """Every ``log_interval`` steps with the window's numbers (already host values)."""
-
-    def on_eval_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        """After each evaluation; ``metrics`` has step, miou, iou, pixel_acc, best_miou."""
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        """After every step (``trainer.step`` already counts it)."""
-
-    def on_fit_end(self, trainer: Trainer) -> None:
-        """When :meth:`Trainer.fit` returns."""
-
-
-def check_callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
-    """Reject objects that are not callbacks and ``on_*`` methods that are no hook."""
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"{cb!r} is not an s4seg.callbacks.Callback subclass instance")
-        for name in dir(cb):
-            if name.startswith("on_") and name not in HOOKS:
-                close = difflib.get_close_matches(name, HOOKS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; hooks are {HOOKS}"
-                raise TypeError(f"{type(cb).__name__}.{name} is not a callback hook{hint}")
-    return list(callbacks)
+__all__ = [
+    "Callback",
+    "Checkpointer",
+    "ConfigSaver",
+    "JSONLLogger",
+    "ProgressBar",
+    "TensorBoardLogger",
+    "default_callbacks",
+    "format_record",
+    "run_config",
+    "save_config",
+]
 
 
 class JSONLLogger(Callback):
@@ -63,16 +46,11 @@ class JSONLLogger(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            keep = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= trainer.step
-            ]
-            self.path.write_text("".join(line + "\n" for line in keep))
+            records = read_jsonl(self.path)
+            rewrite_jsonl(self.path, (r for r in records if r.get("step", 0) <= trainer.step))
 
     def _write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_jsonl(self.path, record)
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
         self._write({"kind": "train", **record})
@@ -193,25 +171,26 @@ class Checkpointer(Callback):
         save_atomic(trainer.state_dict(), self.last_path)
 
 
-def save_config(run_dir: str | Path, trainer: Trainer, extra: dict[str, Any] | None = None) -> Path:
-    """Write the run's full config and the repr of every injected part to ``config.json``."""
-    path = Path(run_dir) / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
+def run_config(trainer: Trainer, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's whole config: the loop's settings, the method with its settings and
+    parts, and the repr of the generator's parts; a run folder alone tells how it was
+    trained."""
+    return {
         "trainer": dataclasses.asdict(trainer.config),
+        "method": trainer.method.describe(),
         "parts": {
             "generator": type(trainer.generator).__name__,
-            "discriminator": type(trainer.discriminator).__name__
-            if trainer.discriminator
-            else None,
-            "pseudo_filter": repr(trainer.pseudo_filter),
-            "pseudo_filter_thresholds": getattr(trainer.pseudo_filter, "thresholds", None),
             "g_optimizer": repr(trainer.g_optimizer),
-            "d_optimizer": repr(trainer.d_optimizer),
         },
         **(extra or {}),
     }
-    path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def save_config(run_dir: str | Path, trainer: Trainer, extra: dict[str, Any] | None = None) -> Path:
+    """Write :func:`run_config` to ``run_dir/config.json``."""
+    path = Path(run_dir) / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run_config(trainer, extra), indent=2, default=str))
     return path
 
 

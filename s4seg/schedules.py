@@ -19,10 +19,11 @@ from __future__ import annotations
 import bisect
 import math
 import numbers
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from s4seg.checks import check_count, check_probability, check_step
 
 __all__ = ["Constant", "Cosine", "Linear", "Schedule", "Step", "as_schedule"]
 
@@ -35,38 +36,13 @@ class Schedule(Protocol):
 
 
 def _probability(name: str, value: object) -> float:
-    """``value`` as a float in [0, 1], or a ValueError/TypeError that names it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number in [0, 1], got {value!r}")
-    v = float(value)
-    if not 0.0 <= v <= 1.0:  # also rejects NaN
-        raise ValueError(
-            f"{name} must be in [0, 1] (a probability or fraction), got {v}; "
-            f"thresholds in s4seg are probabilities, not percentages or logits"
-        )
-    return v
+    return check_probability(
+        value, name, hint="thresholds in s4seg are probabilities, not percentages or logits"
+    )
 
 
 def _count(name: str, value: object, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``, or an error that names it."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        v = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
-
-
-def _step(step: object) -> int:
-    try:
-        return _count("step", step, 0)
-    except ValueError:
-        raise ValueError(
-            f"step must be >= 0 (the trainer's iteration counter), got {step}"
-        ) from None
+    return check_count(value, name, minimum=minimum)
 
 
 def _lerp(start: float, end: float, t: float) -> float:
@@ -100,7 +76,7 @@ class Constant:
         object.__setattr__(self, "value", _probability("value", self.value))
 
     def __call__(self, step: int) -> float:
-        _step(step)
+        check_step(step)
         return self.value
 
 
@@ -124,7 +100,7 @@ class _Ramp:
         raise NotImplementedError
 
     def __call__(self, step: int) -> float:
-        t = _progress(_step(step), self.steps, self.delay)
+        t = _progress(check_step(step), self.steps, self.delay)
         return _lerp(self.start, self.end, self._weight(t))
 
 
@@ -208,7 +184,7 @@ class Step:
         object.__setattr__(self, "milestones", tuple(sorted(checked.items())))
 
     def __call__(self, step: int) -> float:
-        s = _step(step)
+        s = check_step(step)
         starts = [m for m, _ in self.milestones]
         return self.milestones[bisect.bisect_right(starts, s) - 1][1]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 # Quiet and deterministic on 2 cores; the kernel tests set TRITON_INTERPRET themselves.
@@ -19,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from s4seg.data import InfiniteLoader, SyntheticShapes, Unlabelled
+from s4seg.methods import METHODS, S4GAN
 from s4seg.models import FMDiscriminator
 from s4seg.training.trainer import Trainer, TrainerConfig
 
@@ -59,26 +61,63 @@ def make_trainer(
     method_object=None,
     **overrides,
 ) -> Trainer:
-    """A Trainer on 32x32 synthetic images with a tiny generator; config overrides as kwargs."""
+    """A Trainer on 32x32 synthetic images with a tiny generator; config overrides as kwargs.
+
+    Without ``method_object`` the method is built by name (``method=...``, default
+    S4GAN with an explicit discriminator and ``pseudo_filter``); overrides that are no
+    TrainerConfig field (``lr_d``, ``lambda_fm``, ...) go to that method.
+    """
     torch.manual_seed(seed)
     data = SyntheticShapes(24, image_size=SIZE, seed=0)
     labelled, unlabelled = Subset(data, range(8)), Unlabelled(Subset(data, range(8, 24)))
+    fields = {f.name for f in dataclasses.fields(TrainerConfig)}
+    method_kwargs = {k: overrides.pop(k) for k in list(overrides) if k not in fields}
     cfg = TrainerConfig(
         **{"max_steps": 6, "log_interval": 2, "eval_interval": 3, "device": "cpu", **overrides}
     )
+    method = method_object
+    if method is None:
+        if cfg.method == "s4gan":
+            method = S4GAN(
+                discriminator=FMDiscriminator(data.num_classes),
+                pseudo_filter=pseudo_filter,
+                **method_kwargs,
+            )
+        else:
+            method = METHODS[cfg.method](**method_kwargs)
+    elif method_kwargs:
+        raise TypeError(f"not TrainerConfig fields: {sorted(method_kwargs)}")
     return Trainer(
         generator or TinyGenerator(num_classes=data.num_classes),
         InfiniteLoader(labelled, 2, seed=1),
         unlabelled_loader=InfiniteLoader(unlabelled, 2, seed=2),
-        d_loader=InfiniteLoader(labelled, 2, seed=3),
+        loaders={"d": InfiniteLoader(labelled, 2, seed=3)},
         val_loader=DataLoader(Subset(data, range(4)), batch_size=2),
-        discriminator=(
-            FMDiscriminator(data.num_classes)
-            if cfg.method == "s4gan" and method_object is None
-            else None
-        ),
-        pseudo_filter=pseudo_filter,
         config=cfg,
         callbacks=callbacks,
-        method=method_object,
+        method=method,
     )
+
+
+def assert_resume_is_bit_identical(tmp_path, factory, steps: int = 6, stop: int = 3) -> None:
+    """A run stopped at ``stop``, checkpointed and resumed in a fresh trainer (global RNG
+    disturbed) ends with exactly the weights of an uninterrupted run: the generator and
+    every network the method owns (discriminator, teacher)."""
+    from s4seg.training.checkpoint import read_checkpoint, save_atomic
+
+    straight = make_trainer(method_object=factory(), max_steps=steps)
+    straight.fit()
+    first = make_trainer(method_object=factory(), max_steps=steps)
+    first.fit(until=stop)
+    path = save_atomic(first.state_dict(), tmp_path / "ckpt.pt")
+    torch.rand(100)  # disturb the global RNG: the checkpoint restores it
+    second = make_trainer(method_object=factory(), max_steps=steps, seed=99)
+    second.load_state_dict(read_checkpoint(path))
+    assert second.step == stop
+    second.fit()
+    pairs = [("generator", straight.generator, second.generator)]
+    theirs = second.method.modules()
+    pairs += [(name, m, theirs[name]) for name, m in straight.method.modules().items()]
+    for part, a, b in pairs:
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y), f"{part}.{name}"

@@ -15,7 +15,13 @@ from torch.utils.data import DistributedSampler, Subset
 from s4seg.callbacks import Callback
 from s4seg.data import InfiniteLoader, SyntheticShapes, Unlabelled
 from s4seg.distributed import all_reduce_sum, is_distributed, rank
-from s4seg.filters import ClasswiseThreshold, SelfAdaptiveThreshold, TargetRateGate
+from s4seg.filters import (
+    ClasswiseThreshold,
+    SelfAdaptiveThreshold,
+    TargetRateFilter,
+    TargetRateGate,
+)
+from s4seg.methods import S4GAN, build_method
 from s4seg.models import FMDiscriminator
 from s4seg.training.trainer import Trainer, TrainerConfig
 
@@ -56,9 +62,11 @@ def build(method: str, batch: int, distributed: bool, log: list | None = None) -
         GroupNormGenerator(),
         loader(data, 1),
         unlabelled_loader=loader(Unlabelled(data), 2),
-        d_loader=loader(data, 3),
-        discriminator=FMDiscriminator(6) if method == "s4gan" else None,
-        config=TrainerConfig(method=method, max_steps=STEPS, log_interval=STEPS, device="cpu"),
+        loaders={"d": loader(data, 3)},
+        config=TrainerConfig(max_steps=STEPS, log_interval=STEPS, device="cpu"),
+        method=S4GAN(discriminator=FMDiscriminator(6))
+        if method == "s4gan"
+        else build_method(method),
         callbacks=[Keep()] if log is not None else [],
     )
 
@@ -73,7 +81,7 @@ def _worker(r: int, port: int, out: str) -> None:
         log: list = []
         gan = build("s4gan", PER_RANK, distributed=True, log=log).fit()
         filters_agree = _filters_agree(r)
-        flat = torch.cat([p.detach().flatten() for p in gan.discriminator.parameters()])
+        flat = torch.cat([p.detach().flatten() for p in gan.method.discriminator.parameters()])
         same = all_reduce_sum(flat) / 2  # the mean equals each rank's copy when in sync
         if r == 0:
             torch.save(
@@ -97,8 +105,8 @@ def _filters_agree(r: int) -> bool:
     g = torch.Generator().manual_seed(r)
     logits, d_prob = torch.randn(4, 6, 5, 5, generator=g), torch.rand(4, generator=g)
     decisions = [
-        TargetRateGate(0.5).decide(logits=logits, d_prob=d_prob, step=1),
-        TargetRateGate(0.3, by="pixel").decide(logits=logits, d_prob=None, step=1),
+        TargetRateGate(0.5).decide(logits=logits, image_scores=d_prob, step=1),
+        TargetRateFilter(0.3).decide(logits=logits, step=1),
     ]
     values = [torch.as_tensor(decisions[0].image_threshold), decisions[1].pixel_threshold]
     adaptive = SelfAdaptiveThreshold(6)

@@ -124,7 +124,9 @@ def test_filter_and_schedule_snippets_run() -> None:
 def load_hooks() -> ModuleType:
     # The hooks run inside mkdocs (the docs extra). Without it these tests skip; CI
     # installs the extra after the README's test command and runs them with the build.
-    pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
+    pytest.importorskip(
+        "mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'"
+    )
     spec = importlib.util.spec_from_file_location("s4seg_docs_hooks", DOCS / "hooks.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -80,7 +80,7 @@ def is_pinned(t: torch.Tensor) -> bool:
         return False
 
 
-def time_loader(loader: s4seg.InfiniteLoader, warmup: int, batches: int) -> tuple[float, bool]:
+def time_loader(loader: s4seg.data.InfiniteLoader, warmup: int, batches: int) -> tuple[float, bool]:
     """(images/s over ``batches`` batches after ``warmup``, whether the batches were pinned)."""
     for _ in range(warmup):
         batch = next(loader)
@@ -122,7 +122,7 @@ def time_step(
 
 
 def time_loop(
-    model: torch.nn.Module, loader: s4seg.InfiniteLoader, device: torch.device, steps: int
+    model: torch.nn.Module, loader: s4seg.data.InfiniteLoader, device: torch.device, steps: int
 ) -> tuple[float, float]:
     """(images/s of the loop, share of the loop's time spent waiting in ``next(loader)``)."""
     train_step(model, *_to(next(loader), device))  # warm-up step
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             # Without an accelerator DataLoader warns that pinning is a no-op; the
             # "pinned" column records what happened.
             warnings.filterwarnings("ignore", message=".*pin_memory.*")
-            loader = s4seg.InfiniteLoader(
+            loader = s4seg.data.InfiniteLoader(
                 dataset, args.batch, num_workers=args.workers, pin_memory=True,
                 persistent_workers=persistent, seed=0,
             )  # fmt: skip

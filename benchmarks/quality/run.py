@@ -77,67 +77,70 @@ class Run:
 
 
 # ------------------------------------------------------------------------- the methods
-def s4gan_parts(preset: Preset, kind: str, classes: int) -> dict[str, Any]:
+def s4gan_variant(preset: Preset, kind: str, classes: int) -> s4seg.S4GAN:
     """The S4GAN variants: the paper's gate under three schedules, a target rate, honest D."""
     n = preset.steps
     gates = {
-        "static": s4seg.DiscriminatorGate(0.2, check_range=False),
+        "static": s4seg.filters.DiscriminatorGate(0.2, check_range=False),
         # The field report's schedules, scaled from 30k steps to this budget.
-        "linear": s4seg.DiscriminatorGate(s4seg.Linear(0.2, 0.05, steps=n), check_range=False),
-        "step": s4seg.DiscriminatorGate(
-            s4seg.Step({0: 0.05, n * 5 // 30: 0.10, n * 15 // 30: 0.15, n: 0.20}),
+        "linear": s4seg.filters.DiscriminatorGate(
+            s4seg.schedules.Linear(0.2, 0.05, steps=n), check_range=False
+        ),
+        "step": s4seg.filters.DiscriminatorGate(
+            s4seg.schedules.Step({0: 0.05, n * 5 // 30: 0.10, n * 15 // 30: 0.15, n: 0.20}),
             check_range=False,
         ),
-        "target_rate": s4seg.TargetRateGate(0.5),
-        "pixel": s4seg.AndFilter(
-            s4seg.DiscriminatorGate(0.2, check_range=False), s4seg.PixelConfidenceFilter(0.9)
+        "target_rate": s4seg.filters.TargetRateGate(0.5),
+        "pixel": s4seg.filters.AndFilter(
+            s4seg.filters.DiscriminatorGate(0.2, check_range=False),
+            s4seg.filters.PixelConfidenceFilter(0.9),
         ),
-        "honest": s4seg.AndFilter(
-            s4seg.DiscriminatorGate(0.2, check_range=False), s4seg.PixelConfidenceFilter(0.9)
+        "honest": s4seg.filters.AndFilter(
+            s4seg.filters.DiscriminatorGate(0.2, check_range=False),
+            s4seg.filters.PixelConfidenceFilter(0.9),
         ),
     }
-    method = (
-        s4seg.S4GAN(real_smoothing=0.1, real_noise=0.05, fake_sharpen=0.5)
-        if kind == "honest"
-        else s4seg.S4GAN()
+    honest = {"real_smoothing": 0.1, "real_noise": 0.05, "fake_sharpen": 0.5}
+    return s4seg.S4GAN(
+        pseudo_filter=gates[kind],
+        discriminator=s4seg.models.FMDiscriminator(classes, ndf=preset.d_width),
+        lr_d=1e-4,
+        **(honest if kind == "honest" else {}),
     )
-    return {
-        "method": method,
-        "pseudo_filter": gates[kind],
-        "discriminator": s4seg.FMDiscriminator(classes, ndf=preset.d_width),
-    }
 
 
-def method_parts(name: str, preset: Preset, classes: int) -> dict[str, Any]:
-    """Trainer arguments of one benchmarked method."""
+def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Method:
+    """The method object of one benchmarked method name."""
     warmup = preset.steps // 6  # labels only at first, so that a teacher has something to say
     if name in ("supervised", "full"):
-        return {"method": s4seg.Supervised()}
+        return s4seg.Supervised()
     if name.startswith("s4gan_"):
-        return s4gan_parts(preset, name.removeprefix("s4gan_"), classes)
+        return s4gan_variant(preset, name.removeprefix("s4gan_"), classes)
     if name == "advsemiseg":
-        return {
-            "method": s4seg.AdvSemiSeg(semi_start=warmup),
-            "discriminator": s4seg.PixelDiscriminator(classes, ndf=preset.d_width),
-        }
+        return s4seg.AdvSemiSeg(
+            start_step=warmup,
+            discriminator=s4seg.models.PixelDiscriminator(classes, ndf=preset.d_width),
+            lr_d=1e-4,
+        )
     # A short run: a 0.999 cap would leave the teacher an average of nearly every
     # weight the student ever had, early random ones included; 0.99 follows ~100 steps.
-    teacher = {"tau": 0.9, "max_decay": 0.99, "start_step": preset.steps // 3}
+    teacher = {"threshold": 0.9, "max_decay": 0.99, "start_step": preset.steps // 3}
     if name == "mean_teacher":
-        return {"method": s4seg.MeanTeacher(**teacher)}
+        return s4seg.MeanTeacher(**teacher)
     if name == "fixmatch":
-        return {"method": s4seg.FixMatch(**teacher)}
+        return s4seg.FixMatch(**teacher)
     if name == "fixmatch_classwise":  # FlexMatch's per-class thresholds on the same views
-        return {
-            "method": s4seg.FixMatch(**teacher),
-            "pseudo_filter": s4seg.ClasswiseThreshold(classes, 0.9),
-        }
+        return s4seg.FixMatch(
+            **teacher, pseudo_filter=s4seg.filters.ClasswiseThreshold(classes, 0.9)
+        )
     if name == "fixmatch_tau07":
-        return {"method": s4seg.FixMatch(**{**teacher, "tau": 0.7})}
+        return s4seg.FixMatch(**{**teacher, "threshold": 0.7})
     if name == "fixmatch_mild":  # colour is a class cue here: no grayscale, mild jitter
-        strong = s4seg.StrongView(brightness=0.2, contrast=0.2, saturation=0.0, grayscale_p=0.0)
-        views = s4seg.WeakStrongViews(strong=strong)
-        return {"method": s4seg.FixMatch(views=views, **teacher)}
+        strong = s4seg.data.StrongView(
+            brightness=0.2, contrast=0.2, saturation=0.0, grayscale_p=0.0
+        )
+        views = s4seg.data.WeakStrongViews(strong=strong)
+        return s4seg.FixMatch(views=views, **teacher)
     raise ValueError(f"unknown benchmark method {name!r}; known: {METHODS}")
 
 
@@ -196,7 +199,7 @@ def data(preset: Preset, split: str, seed: int) -> dict[str, Any]:
     if split == "full":
         lab_idx, unl_idx = list(range(len(pool))), []
     else:
-        lab_idx, unl_idx = s4seg.split_indices(len(pool), SPLITS[split], seed=seed)
+        lab_idx, unl_idx = s4seg.data.split_indices(len(pool), SPLITS[split], seed=seed)
 
     def infinite(dataset: Any, s: int) -> InfiniteLoader:
         flipped = Augmented(dataset, RandomHorizontalFlip(), seed=s)
@@ -205,11 +208,13 @@ def data(preset: Preset, split: str, seed: int) -> dict[str, Any]:
     labelled = Subset(pool, lab_idx)
     loaders = {
         "labelled_loader": infinite(labelled, seed),
-        "d_loader": infinite(labelled, seed + 2),
+        "loaders": {"d": infinite(labelled, seed + 2)},
         "val_loader": DataLoader(val, batch_size=50),
     }
     if len(unl_idx):
-        loaders["unlabelled_loader"] = infinite(s4seg.Unlabelled(Subset(pool, unl_idx)), seed + 1)
+        loaders["unlabelled_loader"] = infinite(
+            s4seg.data.Unlabelled(Subset(pool, unl_idx)), seed + 1
+        )
     return {
         "loaders": loaders,
         "test": DataLoader(test, batch_size=50),
@@ -222,16 +227,15 @@ def run_one(run: Run, preset: Preset, device: str) -> dict[str, Any]:
     d = data(preset, run.split, run.seed)
     s4seg.seed_everything(run.seed)  # the same initial generator for every method
     generator = s4seg.create_generator(preset.backbone, d["classes"], output_stride=8)
-    parts = method_parts(run.method, preset, d["classes"])
+    method = build_method(run.method, preset, d["classes"])
     keep, kept_pixels = KeepBest(), RunningMean("st_pixels_frac")
     trainer = s4seg.Trainer(
         generator,
         **d["loaders"],
-        **parts,
+        method=method,
         config=s4seg.TrainerConfig(
             max_steps=preset.steps,
             lr_g=preset.lr_g,
-            lr_d=1e-4,
             eval_interval=max(1, preset.steps // preset.evals),
             log_interval=max(1, min(25, preset.steps)),
             device=device,

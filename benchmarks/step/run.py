@@ -46,13 +46,13 @@ class UnfusedSelfTrainingLoss(nn.Module):
 
     def forward(
         self, logits: Tensor, decision: FilterDecision, teacher_logits: Tensor | None = None
-    ) -> tuple[Tensor, s4seg.PseudoLabelStats]:
+    ) -> tuple[Tensor, s4seg.ops.PseudoLabelStats]:
         probs = F.softmax(logits.detach().float(), dim=1)
         confidence, pseudo = probs.max(dim=1)
         mask = (confidence >= decision.pixel_threshold) & decision.image_keep[:, None, None]
         per_pixel = F.cross_entropy(logits.float(), pseudo, reduction="none")
         loss = (per_pixel * mask).sum() / mask.sum().clamp_min(1)
-        return loss, s4seg.PseudoLabelStats.from_mask(mask)
+        return loss, s4seg.ops.PseudoLabelStats.from_mask(mask)
 
 
 def build(preset: dict, device: str, seed: int = 0) -> s4seg.Trainer:
@@ -60,15 +60,15 @@ def build(preset: dict, device: str, seed: int = 0) -> s4seg.Trainer:
     data = s4seg.SyntheticShapes(64, image_size=preset["size"], seed=seed)
     if preset["classes"] != data.num_classes:  # the GPU preset times VOC's 21 classes
         data.num_classes = preset["classes"]
-    images = s4seg.Unlabelled(data)
+    images = s4seg.data.Unlabelled(data)
     gen = s4seg.create_generator(preset["backbone"], preset["classes"], output_stride=8)
     return s4seg.Trainer(
         gen,
-        s4seg.InfiniteLoader(data, preset["batch"], seed=1),
-        unlabelled_loader=s4seg.InfiniteLoader(images, preset["batch"], seed=2),
-        d_loader=s4seg.InfiniteLoader(data, preset["batch"], seed=3),
+        s4seg.data.InfiniteLoader(data, preset["batch"], seed=1),
+        unlabelled_loader=s4seg.data.InfiniteLoader(images, preset["batch"], seed=2),
+        loaders={"d": s4seg.data.InfiniteLoader(data, preset["batch"], seed=3)},
         # A pixel filter keeps the mask non-trivial, so neither variant takes a shortcut.
-        pseudo_filter=s4seg.PixelConfidenceFilter(0.5),
+        method=s4seg.S4GAN(pseudo_filter=s4seg.filters.PixelConfidenceFilter(0.5)),
         config=s4seg.TrainerConfig(max_steps=10_000, device=device, check_finite=False),
     )
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         preset["steps"] = args.steps
     device = "cuda" if cuda else "cpu"
     trainers = {"s4seg": build(preset, device), "unfused": build(preset, device)}
-    trainers["unfused"].st = UnfusedSelfTrainingLoss()
+    trainers["unfused"].method.self_training.loss = UnfusedSelfTrainingLoss()
     times = time_steps(trainers, preset["steps"])
     name = (
         torch.cuda.get_device_name()

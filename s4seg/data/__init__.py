@@ -1,5 +1,6 @@
-"""Data: the built-in procedural dataset, a folder dataset, labelled/unlabelled
-splits, paired augmentations and an endless resumable loader.
+"""Data: the built-in procedural dataset, a folder dataset (and its index cache),
+labelled/unlabelled splits, paired augmentations, weak/strong views of an unlabelled
+batch with CutMix, and an endless resumable loader.
 
 Samples are dicts: labelled ``{"image": float32 (3, H, W), "mask": int64 (H, W)}``,
 unlabelled ``{"image": ...}``; ignore index 255 by default.
@@ -19,6 +20,15 @@ from s4seg.data.transforms import (
     RandomScale,
     sample_seed,
 )
+from s4seg.data.views import (
+    StrongView,
+    Views,
+    WeakStrongViews,
+    WeakView,
+    apply_cutmix,
+    cutmix_boxes,
+    cutmix_partner,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -31,8 +41,15 @@ __all__ = [
     "RandomCrop",
     "RandomHorizontalFlip",
     "RandomScale",
+    "StrongView",
     "SyntheticShapes",
     "Unlabelled",
+    "Views",
+    "WeakStrongViews",
+    "WeakView",
+    "apply_cutmix",
+    "cutmix_boxes",
+    "cutmix_partner",
     "labelled_count",
     "sample_seed",
     "set_dataset_epoch",

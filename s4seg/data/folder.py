@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import collections
-import hashlib
 import itertools
-import json
 import os
-import re
-import secrets
 import time
-import warnings
-import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from s4seg.data.index_cache import (
+    FolderIndex,
+    PackedNames,
+    cache_file,
+    cache_key,
+    load_index,
+    save_index,
+)
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderDataset"]
 
@@ -40,19 +41,6 @@ _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _MASK_MODES = {"L", "P", "1", "I", "I;16", "I;16L", "I;16B"}
 
 _SHOW = 5  # how many offending file names an error lists
-
-# The optional index cache (see FolderDataset, ``cache=``).
-_CACHE_FORMAT = 1  # bump when the file layout changes: older files are then rebuilt silently
-_CACHE_PREFIX = ".s4seg-index-"
-# A folder modified less than this long before it was listed may change again within
-# the same timestamp tick (1 s on ext3 and HFS+, 2 s on FAT, a few ms for Linux's
-# coarse clock), leaving its mtime as recorded. Such a listing is never trusted: the
-# next construction lists again (git's "racily clean" rule).
-_RACY_NS = 3_000_000_000
-# What reading a damaged cache file raises (np.load, zipfile, zlib, json, the checks).
-_UNREADABLE = (
-    OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error,
-)  # fmt: skip
 
 
 def _scan(folder: Path, extensions: Sequence[str]) -> list[str]:
@@ -73,28 +61,6 @@ def _scan(folder: Path, extensions: Sequence[str]) -> list[str]:
     return names
 
 
-def _check_cache_arrays(
-    lengths: np.ndarray,
-    blob: np.ndarray,
-    suffix_idx: np.ndarray,
-    suffixes: tuple[str, ...],
-    count: int,
-    labelled: bool,
-) -> None:
-    """Raise ValueError unless the arrays of a cache file form a consistent index."""
-    if lengths.dtype != np.uint16 or lengths.shape != (count,) or count < 1:
-        raise ValueError(f"name lengths {lengths.dtype} {lengths.shape} for {count} names")
-    if blob.dtype != np.uint8 or blob.ndim != 1 or int(lengths.sum(dtype=np.int64)) != blob.size:
-        raise ValueError(f"name buffer of {blob.size} bytes does not match the name lengths")
-    if labelled and (
-        suffix_idx.dtype != np.uint8
-        or suffix_idx.shape != (count,)
-        or not suffixes
-        or (suffix_idx.size and int(suffix_idx.max()) >= len(suffixes))
-    ):
-        raise ValueError(f"mask suffix index {suffix_idx.shape} for {count} names, {suffixes}")
-
-
 def _peek(folder: Path) -> list[str]:
     """A few names in ``folder``, for error hints."""
     with os.scandir(folder) as it:
@@ -106,53 +72,6 @@ def _listing(names: Sequence[str], total: int | None = None) -> str:
     shown = ", ".join(repr(n) for n in names[:_SHOW])
     more = f" and {total - _SHOW} more" if total > _SHOW else ""
     return f"{shown}{more}"
-
-
-class _PackedNames:
-    """Many strings in one UTF-8 buffer plus an int64 offset array.
-
-    For 370k files this is ~9 bytes per name plus its length, with no Python
-    object per name: forked DataLoader workers share the pages instead of
-    copying them as reference counts change (a list of str would be copied).
-    """
-
-    def __init__(self, names: Sequence[str]) -> None:
-        joined = "".join(names)
-        blob = joined.encode("utf-8")
-        if len(blob) == len(joined):  # all ASCII (the usual case): one byte per character
-            lengths: Any = [len(n) for n in names]
-        else:
-            encoded = [n.encode("utf-8") for n in names]
-            lengths = [len(e) for e in encoded]
-        self._blob = blob
-        self._offsets = np.zeros(len(names) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=self._offsets[1:])
-
-    @classmethod
-    def from_buffers(cls, blob: bytes, offsets: np.ndarray) -> _PackedNames:
-        """Wrap an already packed blob and its ``len + 1`` int64 offsets (no copy)."""
-        packed = cls.__new__(cls)
-        packed._blob = blob
-        packed._offsets = offsets
-        return packed
-
-    @property
-    def blob(self) -> bytes:
-        return self._blob
-
-    @property
-    def offsets(self) -> np.ndarray:
-        return self._offsets
-
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
-
-    def __getitem__(self, i: int) -> str:
-        return self._blob[self._offsets[i] : self._offsets[i + 1]].decode("utf-8")
-
-    @property
-    def nbytes(self) -> int:
-        return len(self._blob) + self._offsets.nbytes
 
 
 class FolderDataset(Dataset):
@@ -283,15 +202,17 @@ class FolderDataset(Dataset):
                 f"image folder {str(self.image_root)!r} not found; put the images there or "
                 f"pass image_dir= (the sub-folder of {str(self.root)!r} that holds them)"
             )
-        self.cache_path: Path | None = self._cache_file(cache, image_dir, mask_dir, extensions)
+        folders = [self.image_root, self.mask_root] if self.labelled else [self.image_root]
+        self.cache_path: Path | None = cache_file(
+            cache, self.root, image_dir, mask_dir, self.labelled, extensions, folders
+        )
         self.cache_hit: bool | None = None
         self._mask_suffixes: tuple[str, ...] = ()
         self._mask_suffix_idx = np.zeros(0, dtype=np.uint8)
         if self.cache_path is None:
             self._names = self._list(extensions)
             return
-        folders = [self.image_root, self.mask_root] if self.labelled else [self.image_root]
-        key = self._cache_key(folders, extensions)
+        key = cache_key(folders, extensions, self.labelled)
         # The clock and the folders' mtimes are read before listing: a change made
         # during the listing then leaves an mtime unlike the one recorded.
         listed_ns = time.time_ns()
@@ -300,12 +221,17 @@ class FolderDataset(Dataset):
         except OSError:  # e.g. no mask folder: the listing raises the helpful error
             self._names = self._list(extensions)
             return
-        self.cache_hit = self._load_cache(self.cache_path, key, mtimes)
-        if not self.cache_hit:
+        index = load_index(self.cache_path, key, mtimes, self.labelled)
+        self.cache_hit = index is not None
+        if index is not None:
+            self._names = index.names
+            self._mask_suffixes, self._mask_suffix_idx = index.mask_suffixes, index.mask_suffix_idx
+        else:
             self._names = self._list(extensions)
-            self._save_cache(self.cache_path, key, mtimes, listed_ns)
+            index = FolderIndex(self._names, self._mask_suffixes, self._mask_suffix_idx)
+            save_index(self.cache_path, key, mtimes, listed_ns, index)
 
-    def _list(self, extensions: tuple[str, ...]) -> _PackedNames:
+    def _list(self, extensions: tuple[str, ...]) -> PackedNames:
         """List the folders, check them, set the mask index; the packed image names."""
         names = _scan(self.image_root, extensions)
         if not names:
@@ -325,129 +251,7 @@ class FolderDataset(Dataset):
             )
         if self.labelled:
             self._index_masks(names, stems)
-        return _PackedNames(names)
-
-    # ----------------------------------------------------------------- index cache
-
-    def _cache_file(
-        self,
-        cache: str | os.PathLike[str] | bool | None,
-        image_dir: str,
-        mask_dir: str,
-        extensions: tuple[str, ...],
-    ) -> Path | None:
-        if cache is None or cache is False:
-            return None
-        suffixes = sorted({e.lower() for e in extensions})
-        settings = [image_dir, mask_dir if self.labelled else None, self.labelled, suffixes]
-        digest = hashlib.sha1(json.dumps(settings).encode("utf-8")).hexdigest()[:10]
-        readable = re.sub(r"[^\w.-]+", "_", image_dir).strip("._") or "root"
-        name = f"{_CACHE_PREFIX}{readable}-{digest}.npz"
-        if cache is True:
-            path = self.root / name
-        elif isinstance(cache, (str, os.PathLike)) and not isinstance(cache, bool):
-            if not os.fspath(cache):
-                raise ValueError(
-                    "cache='' is not a path; pass True (a file in the dataset root), a "
-                    "file or folder path, or None to list the folders every time"
-                )
-            path = Path(cache)
-            if path.is_dir():
-                path = path / name
-        else:
-            raise TypeError(
-                f"cache must be None, a bool, or a file or folder path, got {cache!r} "
-                f"({type(cache).__name__})"
-            )
-        listed = {self.image_root.resolve()}
-        if self.labelled:
-            listed.add(self.mask_root.resolve())
-        if path.parent.resolve() in listed:
-            raise ValueError(
-                f"index cache file {str(path)!r} would lie in a listed folder, and writing it "
-                "would change that folder's mtime, so the cache would never be valid; pass "
-                "cache=<a file or folder outside the image and mask folders>"
-            )
-        return path
-
-    def _cache_key(self, folders: list[Path], extensions: tuple[str, ...]) -> dict[str, Any]:
-        return {
-            "format": _CACHE_FORMAT,
-            "folders": [os.path.abspath(f) for f in folders],
-            "extensions": sorted({e.lower() for e in extensions}),
-            "labelled": self.labelled,
-        }
-
-    def _load_cache(self, path: Path, key: dict[str, Any], mtimes: list[int]) -> bool:
-        """Set the index from the cache file; ``False`` when it is absent or stale."""
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-                if not isinstance(meta, dict) or meta.get("format") != _CACHE_FORMAT:
-                    return False  # another layout (older s4seg): rebuilt silently
-                if {k: meta.get(k) for k in key} != key or meta.get("mtimes_ns") != mtimes:
-                    return False
-                listed_ns = int(meta["listed_ns"])
-                if any(m + _RACY_NS > listed_ns for m in mtimes):
-                    return False  # modified just before the listing: not trusted
-                lengths = npz["lengths"]
-                blob = npz["blob"]
-                suffix_idx = npz["mask_suffix_idx"]
-                suffixes = tuple(str(x) for x in meta["mask_suffixes"])
-                count = int(meta["count"])
-            _check_cache_arrays(lengths, blob, suffix_idx, suffixes, count, self.labelled)
-        except FileNotFoundError:
-            return False
-        except _UNREADABLE as err:
-            warnings.warn(
-                f"index cache {str(path)!r} is unreadable ({type(err).__name__}: "
-                f"{err}); listing the folders and rewriting it",
-                UserWarning,
-                stacklevel=3,
-            )
-            return False
-        offsets = np.zeros(count + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        self._names = _PackedNames.from_buffers(blob.tobytes(), offsets)
-        self._mask_suffixes = suffixes
-        self._mask_suffix_idx = suffix_idx if self.labelled else np.zeros(0, dtype=np.uint8)
-        return True
-
-    def _save_cache(
-        self, path: Path, key: dict[str, Any], mtimes: list[int], listed_ns: int
-    ) -> None:
-        meta = dict(key, mtimes_ns=mtimes, listed_ns=listed_ns, count=len(self._names))
-        meta["mask_suffixes"] = list(self._mask_suffixes)
-        # Written under a unique name, then renamed: ranks or jobs that build the same
-        # index at once never see a half-written file. os.open applies the umask
-        # (mkstemp would make the file private to this user).
-        tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    # A file object, so numpy appends no ".npz" to a user's file name.
-                    np.savez_compressed(
-                        fh,
-                        meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-                        # Name lengths fit uint16 (NAME_MAX: 255 bytes, or 255 UTF-16
-                        # units on Windows, at most 765 bytes of UTF-8).
-                        lengths=np.diff(self._names.offsets).astype(np.uint16),
-                        blob=np.frombuffer(self._names.blob, dtype=np.uint8),
-                        mask_suffix_idx=self._mask_suffix_idx,
-                    )
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-        except OSError as err:
-            warnings.warn(
-                f"could not write the index cache {str(path)!r} ({type(err).__name__}: {err}); "
-                "the dataset works without it. Pass cache=<a writable file or folder> or "
-                "cache=None",
-                UserWarning,
-                stacklevel=3,
-            )
+        return PackedNames(names)
 
     def _index_masks(self, names: list[str], stems: list[str]) -> None:
         if not self.mask_root.is_dir():

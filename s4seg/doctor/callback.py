@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from s4seg.callbacks import Callback
+from s4seg.callbacks import Callback, run_config
 from s4seg.doctor.findings import Finding
 from s4seg.doctor.monitors import Monitor, default_monitors, run_monitors
+from s4seg.jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 
 if TYPE_CHECKING:
     from s4seg.training.trainer import Trainer
@@ -38,7 +37,7 @@ class Doctor(Callback):
       discriminator, a gate starved by it, val mIoU falling), reload the weights of
       the best checkpoint with :meth:`Trainer.restore_best` (a :class:`Checkpointer`
       must be among the callbacks) and continue with a slower discriminator: every
-      parameter group of ``trainer.d_optimizer`` gets its ``base_lr`` (and current
+      parameter group of the method's discriminator optimizer gets its ``base_lr`` (and current
       ``lr``) multiplied by ``lr_d_factor``, and the discriminator's optimizer state
       (Adam moments of the discriminator that won) is cleared. The step, the
       learning-rate schedule, the loaders and ``trainer.config`` are left as they
@@ -96,16 +95,7 @@ class Doctor(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         if self.history:  # a second fit() on the same trainer: keep going
             return
-        self.history.append(
-            {
-                "kind": "config",
-                "trainer": dataclasses.asdict(trainer.config),
-                "parts": {
-                    "pseudo_filter": repr(trainer.pseudo_filter),
-                    "pseudo_filter_thresholds": getattr(trainer.pseudo_filter, "thresholds", None),
-                },
-            }
-        )
+        self.history.append({"kind": "config", **run_config(trainer)})
         if self.path is not None:
             self._resume(self.path, trainer.step)
 
@@ -177,7 +167,7 @@ class Doctor(Callback):
             logger.warning("doctor: no rollback for %s: %s", finding.code, err)
             return False
         changes: dict[str, Any] = {"restored_step": restored}
-        opt = trainer.d_optimizer
+        opt = trainer.method.optimizers().get("d")
         if opt is not None:
             before, after = [], []
             for group in opt.param_groups:
@@ -218,37 +208,22 @@ class Doctor(Callback):
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(entry, default=str) + "\n")
+        append_jsonl(self.path, entry)
 
     def _resume(self, path: Path, step: int) -> None:
         """Seed the history from the run's logs up to ``step``; keep old findings quiet."""
         metrics = path.parent / "metrics.jsonl"
         if step > 0 and metrics.exists():
-            for line in metrics.read_text().splitlines():
-                rec = _parse(line)
-                if rec is not None and rec.get("step", 0) <= step:
-                    self.history.append(rec)
+            self.history += [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
         if not path.exists():
             return
-        keep = []
-        for line in path.read_text().splitlines():
-            entry = _parse(line)
-            if entry is None or entry.get("step", 0) > step:
-                continue  # written after the resumed step by a run that then crashed
-            keep.append(line)
+        # Entries after the resumed step were written by a run that then crashed.
+        keep = [e for e in read_jsonl(path) if e.get("step", 0) <= step]
+        for entry in keep:
             if entry.get("kind") == "finding":
                 finding = Finding.from_dict(entry)
                 self._seen.add(finding.key)
                 self.findings.append(finding)
             elif entry.get("kind") == "action":
                 self.actions.append(entry)
-        path.write_text("".join(line + "\n" for line in keep))
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError:
-        return None  # a line cut short by a crash
-    return value if isinstance(value, dict) else None
+        rewrite_jsonl(path, keep)

@@ -16,17 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from s4seg.doctor.findings import Finding
-from s4seg.doctor.monitors import (
-    LN2,
-    LOSSES,
-    Monitor,
-    default_monitors,
-    eval_records,
-    run_monitors,
-    train_records,
-)
+from s4seg.doctor.monitors import Monitor, default_monitors, run_monitors
+from s4seg.doctor.records import LN2, LOSSES, eval_records, train_records
+from s4seg.jsonl import read_jsonl
 
-__all__ = ["RunLog", "load_run", "read_jsonl", "render_report", "write_plots", "write_report"]
+__all__ = ["RunLog", "load_run", "render_report", "write_plots", "write_report"]
 
 PLOTS = ("losses.png", "miou.png", "st_kept.png", "d_scores.png")
 
@@ -38,7 +32,7 @@ class RunLog:
     Attributes:
         run_dir: the run folder.
         records: ``metrics.jsonl`` records in file order.
-        config: ``config.json`` (``{"trainer": ..., "parts": ...}``), or None.
+        config: ``config.json`` (``{"trainer": ..., "method": ..., "parts": ...}``), or None.
         doctor: ``doctor.jsonl`` entries (findings and actions), or [].
         skipped: ``"file:line"`` of lines that could not be read.
     """
@@ -56,28 +50,6 @@ class RunLog:
         return head + self.records
 
 
-def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], list[int]]:
-    """Records of a JSON-lines file and the numbers (1-based) of lines that failed.
-
-    A running run may be writing the last line; a line that does not parse is
-    skipped rather than failing the whole report.
-    """
-    records, bad = [], []
-    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            bad.append(n)
-            continue
-        if isinstance(value, dict):
-            records.append(value)
-        else:
-            bad.append(n)
-    return records, bad
-
-
 def load_run(run_dir: str | Path) -> RunLog:
     """Read a run folder written by :func:`s4seg.callbacks.default_callbacks`."""
     run_dir = Path(run_dir)
@@ -87,7 +59,8 @@ def load_run(run_dir: str | Path) -> RunLog:
             f"no metrics.jsonl in {run_dir}: pass the run folder given to default_callbacks "
             f"(or JSONLLogger)"
         )
-    records, bad = read_jsonl(metrics)
+    bad: list[int] = []
+    records = read_jsonl(metrics, skipped=bad)
     run = RunLog(run_dir, records, skipped=[f"metrics.jsonl:{n}" for n in bad])
     config_path = run_dir / "config.json"
     if config_path.is_file():
@@ -97,7 +70,8 @@ def load_run(run_dir: str | Path) -> RunLog:
             run.skipped.append("config.json")
     doctor_path = run_dir / "doctor.jsonl"
     if doctor_path.is_file():
-        run.doctor, bad = read_jsonl(doctor_path)
+        bad = []
+        run.doctor = read_jsonl(doctor_path, skipped=bad)
         run.skipped += [f"doctor.jsonl:{n}" for n in bad]
     return run
 

@@ -8,13 +8,13 @@ each pixel's max softmax probability and, for some filters, a per-pixel keep mas
 Two different things get thresholded, in two different units, and every filter says
 which in its ``thresholds`` text:
 
-* image gates score **one value per image**: :class:`DiscriminatorGate` (the S4GAN
-  rule, a fixed threshold on the discriminator's probability) and
-  :class:`TargetRateGate` (``by="image"``: the top fraction of each batch by that
-  probability);
-* pixel filters score **one value per pixel**, the largest softmax probability:
-  :class:`PixelConfidenceFilter` (fixed), :class:`SelfAdaptiveThreshold` (FreeMatch),
-  :class:`ClasswiseThreshold` (FlexMatch) and ``TargetRateGate(by="pixel")``;
+* image gates (``...Gate``) score **one value per image**: :class:`DiscriminatorGate`
+  (the S4GAN rule, a fixed threshold on the discriminator's probability) and
+  :class:`TargetRateGate` (the top fraction of each batch by that probability);
+* pixel filters (``...Filter``, and the adaptive thresholds) score **one value per
+  pixel**, the largest softmax probability: :class:`PixelConfidenceFilter` (fixed),
+  :class:`SelfAdaptiveThreshold` (FreeMatch), :class:`ClasswiseThreshold` (FlexMatch)
+  and :class:`TargetRateFilter` (the top fraction of the batch's pixels);
   other per-pixel scores give a per-pixel keep mask instead:
   :class:`ConfidenceMapFilter` (AdvSemiSeg, the discriminator's confidence map) and
   :class:`EntropyPercentileFilter` (U2PL, drops the highest-entropy pixels).
@@ -32,7 +32,7 @@ from s4seg.filters.classwise import ClasswiseThreshold
 from s4seg.filters.confidence_map import ConfidenceMapFilter
 from s4seg.filters.entropy import EntropyPercentileFilter
 from s4seg.filters.gates import AndFilter, DiscriminatorGate, PixelConfidenceFilter
-from s4seg.filters.target_rate import TargetRateGate
+from s4seg.filters.target_rate import TargetRateFilter, TargetRateGate
 
 __all__ = [
     "AndFilter",
@@ -44,6 +44,7 @@ __all__ = [
     "PixelConfidenceFilter",
     "PseudoLabelFilter",
     "SelfAdaptiveThreshold",
+    "TargetRateFilter",
     "TargetRateGate",
     "filter_stats",
 ]

@@ -90,10 +90,17 @@ class SelfAdaptiveThreshold:
         self.global_threshold.lerp_(batch_conf, w).clamp_(0.0, 1.0)
         self.class_probs.lerp_(batch_class, w).clamp_(0.0, 1.0)
 
-    def decide(self, *, logits: Tensor, d_prob: Tensor | None = None, step: int) -> FilterDecision:
+    def decide(
+        self,
+        *,
+        logits: Tensor,
+        step: int,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> FilterDecision:
         """Update the averages with this batch, then threshold its pixels.
 
-        ``d_prob`` and ``step`` are not used.
+        ``step``, ``image_scores`` and ``pixel_scores`` are not used.
 
         Shape:
             logits: (B, C, H, W).

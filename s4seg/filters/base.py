@@ -15,7 +15,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from s4seg.ops.confidence_masked_ce import _threshold_kind
+from s4seg.checks import check_count, check_probability, check_real
+from s4seg.ops.confidence_masked_ce import resolve_threshold_kind
 from s4seg.ops.reference import select_pseudo_labels
 from s4seg.ops.stats import PseudoLabelStats
 from s4seg.schedules import Constant, Schedule, as_schedule
@@ -106,16 +107,27 @@ class PseudoLabelFilter(Protocol):
     @property
     def thresholds(self) -> str: ...
 
-    def decide(self, *, logits: Tensor, d_prob: Tensor | None, step: int) -> FilterDecision:
+    def decide(
+        self,
+        *,
+        logits: Tensor,
+        step: int,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> FilterDecision:
         """Decide for one batch.
 
         Args:
-            logits: the segmentation logits of the unlabelled batch.
-            d_prob: the discriminator's probability per image (needed by a gate).
+            logits: the segmentation logits of the unlabelled batch (of the teacher,
+                when a teacher makes the pseudo-labels).
             step: training step, for scheduled thresholds.
+            image_scores: one score per image, for image gates: the discriminator's
+                probability that the prediction is real (S4GAN).
+            pixel_scores: one score per pixel from something other than the softmax:
+                the pixel discriminator's confidence map (AdvSemiSeg).
 
         Shape:
-            logits: (B, C, H, W). d_prob: (B,).
+            logits: (B, C, H, W). image_scores: (B,). pixel_scores: (B, H, W).
         """
         ...
 
@@ -123,12 +135,9 @@ class PseudoLabelFilter(Protocol):
 def _threshold_arg(owner: str, threshold: float | Schedule) -> Schedule:
     """Validate a number now; a schedule's values are checked at each step."""
     if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
-        t = float(threshold)
-        if not 0.0 <= t <= 1.0:  # also rejects NaN
-            raise ValueError(
-                f"{owner} threshold must be in [0, 1] (a probability, not a percentage or a "
-                f"logit), got {t}"
-            )
+        check_probability(
+            threshold, "threshold", owner=owner, hint="a probability, not a percentage or a logit"
+        )
     return as_schedule(threshold)
 
 
@@ -149,15 +158,15 @@ def _fraction_at(
     return float(f)
 
 
-def _check_probabilities(d_prob: Tensor, check_range: bool, source: str) -> None:
+def _check_probabilities(scores: Tensor, check_range: bool, name: str, source: str) -> None:
     """Float probabilities; the range check is one host sync, run only when asked."""
-    if not d_prob.is_floating_point():
-        raise TypeError(f"d_prob must be a float tensor of probabilities, got {d_prob.dtype}")
+    if not scores.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor of probabilities, got {scores.dtype}")
     # A logit passed for a probability would otherwise filter silently.
-    if check_range and bool(((d_prob < 0) | (d_prob > 1) | d_prob.isnan()).any()):
+    if check_range and bool(((scores < 0) | (scores > 1) | scores.isnan()).any()):
         raise ValueError(
-            f"d_prob must be probabilities in [0, 1], got values in "
-            f"[{d_prob.min().item():.4g}, {d_prob.max().item():.4g}]; apply torch.sigmoid to "
+            f"{name} must be probabilities in [0, 1], got values in "
+            f"[{scores.min().item():.4g}, {scores.max().item():.4g}]; apply torch.sigmoid to "
             f"{source}"
         )
 
@@ -216,7 +225,7 @@ def filter_stats(
             f"B={b} images; decide on the same batch"
         )
     threshold = decision.pixel_threshold.to(device=source.device, dtype=torch.float32)
-    kind = _threshold_kind(threshold, b, c, "auto")
+    kind = resolve_threshold_kind(threshold, b, c, "auto")
     _, _, selected = select_pseudo_labels(
         source.detach(),
         threshold,
@@ -231,23 +240,19 @@ def filter_stats(
 
 def _momentum_arg(owner: str, momentum: float) -> float:
     """An EMA momentum in [0, 1), or a ValueError that names it."""
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-        raise TypeError(f"{owner} momentum must be a float in [0, 1), got {momentum!r}")
-    m = float(momentum)
-    if not 0.0 <= m < 1.0:  # also rejects NaN
-        raise ValueError(
-            f"{owner} momentum must be in [0, 1) (the weight of the old value in the moving "
-            f"average), got {m}; 0.999 is FreeMatch's choice"
-        )
-    return m
+    return check_real(
+        momentum,
+        "momentum",
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        owner=owner,
+        hint="the weight of the old value in the moving average; 0.999 is FreeMatch's choice",
+    )
 
 
 def _num_classes_arg(owner: str, num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise TypeError(f"{owner} num_classes must be an int, got {num_classes!r}")
-    if num_classes < 2:
-        raise ValueError(f"{owner} num_classes must be >= 2, got {num_classes}")
-    return int(num_classes)
+    return check_count(num_classes, "num_classes", minimum=2, owner=owner)
 
 
 def _restore_state(

@@ -117,10 +117,17 @@ class ClasswiseThreshold:
         self.learned.lerp_(per_class / n, w).clamp_(0.0, 1.0)
         self.unused.lerp_(1.0 - n_conf / n, w).clamp_(0.0, 1.0)
 
-    def decide(self, *, logits: Tensor, d_prob: Tensor | None = None, step: int) -> FilterDecision:
+    def decide(
+        self,
+        *,
+        logits: Tensor,
+        step: int,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> FilterDecision:
         """Update the shares with this batch, then threshold each pixel by its class.
 
-        ``d_prob`` is not used.
+        ``image_scores`` and ``pixel_scores`` are not used.
 
         Shape:
             logits: (B, C, H, W).

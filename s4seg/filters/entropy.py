@@ -44,7 +44,9 @@ def pixel_entropy(logits: Tensor) -> Tensor:
     """Entropy of each pixel's softmax, in nats, in float32 (float64 stays float64).
 
     Written with ``log_softmax`` so that a probability that underflows to 0 gives
-    ``0 * finite`` rather than ``0 * -inf``.
+    ``0 * finite`` rather than ``0 * -inf``; a class whose logit is ``-inf`` (masked
+    out) has probability exactly 0 and adds nothing (0 log 0 = 0), where U2PL's
+    ``p * log(p + eps)`` also stays finite.
 
     Shape:
         logits: (B, C, H, W).
@@ -53,7 +55,8 @@ def pixel_entropy(logits: Tensor) -> Tensor:
     x = logits.detach()
     x = x.to(torch.promote_types(x.dtype, torch.float32))
     log_p = x.log_softmax(dim=1)
-    return -(log_p.exp() * log_p).sum(dim=1)
+    terms = log_p.exp() * log_p
+    return -torch.where(log_p.isneginf(), torch.zeros_like(terms), terms).sum(dim=1)
 
 
 class EntropyPercentileFilter:
@@ -116,10 +119,17 @@ class EntropyPercentileFilter:
         """The fraction dropped at ``step``."""
         return _fraction_at("EntropyPercentileFilter", self.drop, step, "drop")
 
-    def decide(self, *, logits: Tensor, d_prob: Tensor | None = None, step: int) -> FilterDecision:
+    def decide(
+        self,
+        *,
+        logits: Tensor,
+        step: int,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> FilterDecision:
         """Keep the lowest-entropy pixels of the batch.
 
-        ``d_prob`` is not used.
+        ``image_scores`` and ``pixel_scores`` are not used.
 
         Shape:
             logits: (B, C, H, W).

@@ -50,7 +50,7 @@ class DiscriminatorGate:
 
     Args:
         threshold: gate threshold in [0, 1], or a schedule of it.
-        check_range: check that ``d_prob`` lies in [0, 1] (catches a logit passed for
+        check_range: check that ``image_scores`` lie in [0, 1] (catches a logit passed for
             a probability). Costs one host sync per call; turn off in a hot loop once
             the wiring is known to be right.
     """
@@ -67,28 +67,40 @@ class DiscriminatorGate:
             f"(strict); pixels of kept images: all (pixel threshold 0)"
         )
 
-    def decide(self, *, logits: Tensor, d_prob: Tensor | None, step: int) -> FilterDecision:
+    def decide(
+        self,
+        *,
+        logits: Tensor,
+        step: int,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> FilterDecision:
         """Keep the images whose discriminator probability is above the threshold.
 
+        ``pixel_scores`` are not used.
+
         Shape:
-            logits: (B, C, H, W). d_prob: (B,), probabilities (after sigmoid).
+            logits: (B, C, H, W). image_scores: (B,), probabilities (after sigmoid).
         """
         _check_logits("DiscriminatorGate", logits)
         b = logits.shape[0]
-        if d_prob is None:
+        if image_scores is None:
             raise ValueError(
                 "DiscriminatorGate needs discriminator probabilities: pass "
-                "d_prob=torch.sigmoid(d_logit) with one value per unlabelled image, shape (B,)"
+                "image_scores=torch.sigmoid(d_logit) with one value per unlabelled image, "
+                "shape (B,)"
             )
-        if tuple(d_prob.shape) != (b,):
+        if tuple(image_scores.shape) != (b,):
             raise ValueError(
-                f"d_prob must have shape (B,)=({b},), one probability per image, got "
-                f"{tuple(d_prob.shape)}; reshape with d_prob.reshape(-1) if it is (B, 1)"
+                f"image_scores must have shape (B,)=({b},), one probability per image, got "
+                f"{tuple(image_scores.shape)}; reshape with .reshape(-1) if it is (B, 1)"
             )
-        _check_probabilities(d_prob, self.check_range, "the discriminator's logit")
+        _check_probabilities(
+            image_scores, self.check_range, "image_scores", "the discriminator's logit"
+        )
         t = _threshold_at("DiscriminatorGate", self.threshold, step)
-        scores = d_prob.detach()
-        # The comparison runs in d_prob's dtype (a Python float does not promote a
+        scores = image_scores.detach()
+        # The comparison runs in the scores' dtype (a Python float does not promote a
         # tensor): float32 0.2 is not > 0.2.
         return FilterDecision(
             image_keep=scores > t,
@@ -121,10 +133,17 @@ class PixelConfidenceFilter:
             f"pixel: max softmax probability per pixel >= {_describe(self.threshold)}; images: all"
         )
 
-    def decide(self, *, logits: Tensor, d_prob: Tensor | None = None, step: int) -> FilterDecision:
+    def decide(
+        self,
+        *,
+        logits: Tensor,
+        step: int,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> FilterDecision:
         """Allow every image; threshold each pixel's confidence.
 
-        ``d_prob`` is not used.
+        ``image_scores`` and ``pixel_scores`` are not used.
 
         Shape:
             logits: (B, C, H, W).
@@ -163,16 +182,27 @@ class AndFilter:
         """What the parts threshold, joined with AND."""
         return " AND ".join(f"({f.thresholds})" for f in self.filters)
 
-    def decide(self, *, logits: Tensor, d_prob: Tensor | None, step: int) -> FilterDecision:
-        """AND of the parts' image masks, max of their pixel thresholds.
+    def decide(
+        self,
+        *,
+        logits: Tensor,
+        step: int,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> FilterDecision:
+        """AND of the parts' image masks and pixel masks, max of their pixel thresholds.
 
-        The image score and threshold reported are those of the first part that has
-        them (the gate).
+        Every part gets both kinds of score, so an image gate (on ``image_scores``)
+        combines with a confidence-map filter (on ``pixel_scores``). The image score
+        and threshold reported are those of the first part that has them (the gate).
 
         Shape:
-            logits: (B, C, H, W). d_prob: (B,).
+            logits: (B, C, H, W). image_scores: (B,). pixel_scores: (B, H, W).
         """
-        decisions = [f.decide(logits=logits, d_prob=d_prob, step=step) for f in self.filters]
+        decisions = [
+            f.decide(logits=logits, step=step, image_scores=image_scores, pixel_scores=pixel_scores)
+            for f in self.filters
+        ]
         keep = decisions[0].image_keep
         threshold = decisions[0].pixel_threshold
         for d in decisions[1:]:

@@ -1,4 +1,4 @@
-"""Target-rate gate: keep a fixed fraction of each batch, ranked by score.
+"""Target rates: keep a fixed fraction of each batch, images by D score or pixels by confidence.
 
 A threshold on the discriminator's probability starves when the discriminator
 learns to score every prediction near 0 and floods when it scores every one near 1
@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Literal
 
 import torch
 from torch import Tensor
 
+from s4seg.checks import check_probability
 from s4seg.distributed import all_gather_cat, is_distributed
 from s4seg.filters.base import FilterDecision, _check_logits, _describe, _fraction_at
 from s4seg.ops.reference import select_pseudo_labels
 from s4seg.schedules import Schedule, as_schedule
 
-__all__ = ["TargetRateGate", "kept_count"]
+__all__ = ["TargetRateFilter", "TargetRateGate", "kept_count"]
 
 
 def kept_count(rate: float, n: int) -> int:
@@ -46,99 +46,80 @@ def kept_count(rate: float, n: int) -> int:
     return min(k, n)
 
 
+def _rate_arg(owner: str, rate: float | Schedule) -> Schedule:
+    if isinstance(rate, numbers.Real) and not isinstance(rate, bool):
+        check_probability(
+            rate, "rate", owner=owner, hint="the fraction of the batch to keep, not a percentage"
+        )
+    return as_schedule(rate)
+
+
 class TargetRateGate:
-    """Keep the top ``rate`` fraction of each batch: images by D score, or pixels by confidence.
+    """Keep the top ``rate`` fraction of each batch's images by discriminator score.
 
-    ``by="image"`` keeps the ``ceil(rate * B)`` images with the highest
-    discriminator probability D(fake) (ties broken by :func:`torch.topk`), and every
-    pixel of them, as the S4GAN gate does (Mittal et al., TPAMI 2019) but by rank
-    instead of by a fixed threshold. ``by="pixel"`` keeps the pixels of the batch
-    whose max softmax probability is at least the ``ceil(rate * B*H*W)``-th largest
-    (a per-batch quantile; ties at the cut-off may keep a few more); every image is
-    allowed.
-
-    Neither can starve nor flood: with ``rate`` in (0, 1) some but not all of every
+    Keeps the ``ceil(rate * B)`` images with the highest discriminator probability
+    D(fake) (ties broken by :func:`torch.topk`), and every pixel of them, as the S4GAN
+    gate does (Mittal et al., TPAMI 2019) but by rank instead of by a fixed threshold.
+    With ``rate`` in (0, 1) it can neither starve nor flood: some but not all of every
     batch teaches, whatever the scores' calibration. The cut-off is computed on the
-    device (:func:`torch.topk` / :func:`torch.kthvalue`), with no host sync.
+    device (:func:`torch.topk`), with no host sync; under torchrun it is one cut-off
+    over all ranks' images.
 
     Args:
-        rate: fraction to keep in [0, 1], or a schedule of it (e.g.
-            ``Linear(0.2, 0.8, steps=20_000)`` to trust more pseudo-labels as the
-            model improves).
-        by: ``"image"`` (rank images by D(fake), needs ``d_prob``) or ``"pixel"``
-            (rank pixels by confidence).
+        rate: fraction of images to keep in [0, 1], or a schedule of it (e.g.
+            ``Linear(0.2, 0.8, steps=20_000)`` to trust more images as the model improves).
     """
 
-    def __init__(
-        self, rate: float | Schedule = 0.5, *, by: Literal["image", "pixel"] = "image"
-    ) -> None:
-        if isinstance(rate, numbers.Real) and not isinstance(rate, bool):
-            r = float(rate)
-            if not 0.0 <= r <= 1.0:  # also rejects NaN
-                raise ValueError(
-                    f"TargetRateGate rate must be in [0, 1] (the fraction of the batch to keep, "
-                    f"not a percentage), got {r}"
-                )
-        if by not in ("image", "pixel"):
-            raise ValueError(f"TargetRateGate by must be 'image' or 'pixel', got {by!r}")
-        self.rate = as_schedule(rate)
-        self.by = by
+    def __init__(self, rate: float | Schedule = 0.5) -> None:
+        self.rate = _rate_arg("TargetRateGate", rate)
 
     @property
     def thresholds(self) -> str:
-        """What this filter ranks and keeps, and in which unit."""
-        q = _describe(self.rate)
-        if self.by == "image":
-            return (
-                f"image: top {q} fraction of each batch by discriminator D(fake) probability per "
-                f"image (ceil(rate*B) images, a rank, not a fixed threshold); pixels of kept "
-                f"images: all"
-            )
+        """What this gate ranks and keeps, and in which unit."""
         return (
-            f"pixel: top {q} fraction of the batch's pixels by max softmax probability "
-            f"(per-batch cut-off); images: all"
+            f"image: top {_describe(self.rate)} fraction of each batch by discriminator D(fake) "
+            f"probability per image (ceil(rate*B) images, a rank, not a fixed threshold); "
+            f"pixels of kept images: all"
         )
 
     def rate_at(self, step: int) -> float:
         """The fraction kept at ``step``."""
         return _fraction_at("TargetRateGate", self.rate, step, "rate")
 
-    def decide(self, *, logits: Tensor, d_prob: Tensor | None, step: int) -> FilterDecision:
-        """Keep the top fraction of images (by ``d_prob``) or of pixels (by confidence).
+    def decide(
+        self,
+        *,
+        logits: Tensor,
+        step: int,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> FilterDecision:
+        """Keep the top fraction of images by ``image_scores``.
 
         Shape:
-            logits: (B, C, H, W). d_prob: (B,), probabilities (needed for ``by="image"``).
+            logits: (B, C, H, W). image_scores: (B,), probabilities.
         """
         _check_logits("TargetRateGate", logits)
         rate = self.rate_at(step)
-        if self.by == "image":
-            return self._by_image(logits, d_prob, rate)
-        return self._by_pixel(logits, rate)
-
-    def _by_image(self, logits: Tensor, d_prob: Tensor | None, rate: float) -> FilterDecision:
         b = logits.shape[0]
-        if d_prob is None:
+        if image_scores is None:
             raise ValueError(
-                "TargetRateGate(by='image') ranks images by the discriminator's probability: "
-                "pass d_prob (B,), or use by='pixel' to rank pixels by confidence"
+                "TargetRateGate ranks images by the discriminator's probability: pass "
+                "image_scores (B,), or use TargetRateFilter to rank pixels by confidence"
             )
-        if tuple(d_prob.shape) != (b,):
+        if tuple(image_scores.shape) != (b,):
             raise ValueError(
-                f"d_prob must have shape (B,)=({b},), one probability per image, got "
-                f"{tuple(d_prob.shape)}"
+                f"image_scores must have shape (B,)=({b},), one probability per image, got "
+                f"{tuple(image_scores.shape)}"
             )
-        scores = d_prob.detach()
+        scores = image_scores.detach()
+        no_pixel_threshold = torch.zeros((), dtype=torch.float32, device=logits.device)
         if is_distributed():  # one cut-off over all ranks' images, so every rank agrees
             everyone = all_gather_cat(scores)
             k = kept_count(rate, everyone.numel())
             cutoff = torch.topk(everyone, max(k, 1)).values[-1] if k else scores.new_ones(())
             keep = scores >= cutoff if k else torch.zeros_like(scores, dtype=torch.bool)
-            return FilterDecision(
-                image_keep=keep,
-                pixel_threshold=torch.zeros((), dtype=torch.float32, device=logits.device),
-                image_scores=scores,
-                image_threshold=cutoff,
-            )
+            return FilterDecision(keep, no_pixel_threshold, scores, cutoff)
         k = kept_count(rate, b)
         keep = torch.zeros(b, dtype=torch.bool, device=scores.device)
         if k == 0:
@@ -147,14 +128,55 @@ class TargetRateGate:
             top = torch.topk(scores, k, sorted=True)
             keep = keep.scatter(0, top.indices, True)
             cutoff = top.values[-1]  # the lowest kept score, a 0-d tensor (no host sync)
-        return FilterDecision(
-            image_keep=keep,
-            pixel_threshold=torch.zeros((), dtype=torch.float32, device=logits.device),
-            image_scores=scores,
-            image_threshold=cutoff,
+        return FilterDecision(keep, no_pixel_threshold, scores, cutoff)
+
+    def __repr__(self) -> str:
+        return f"TargetRateGate(rate={_describe(self.rate)})"
+
+
+class TargetRateFilter:
+    """Keep the top ``rate`` fraction of each batch's pixels by softmax confidence.
+
+    Keeps the pixels whose max softmax probability is at least the
+    ``ceil(rate * B*H*W)``-th largest of the batch (a per-batch quantile; ties at the
+    cut-off may keep a few more); every image is allowed. Cannot starve: some pixels
+    of every batch teach, however unsure the model. The cut-off is computed on the
+    device (:func:`torch.kthvalue`), over all ranks' pixels under torchrun.
+
+    Args:
+        rate: fraction of pixels to keep in [0, 1], or a schedule of it.
+    """
+
+    def __init__(self, rate: float | Schedule = 0.5) -> None:
+        self.rate = _rate_arg("TargetRateFilter", rate)
+
+    @property
+    def thresholds(self) -> str:
+        """What this filter ranks and keeps, and in which unit."""
+        return (
+            f"pixel: top {_describe(self.rate)} fraction of the batch's pixels by max softmax "
+            f"probability (per-batch cut-off); images: all"
         )
 
-    def _by_pixel(self, logits: Tensor, rate: float) -> FilterDecision:
+    def rate_at(self, step: int) -> float:
+        """The fraction kept at ``step``."""
+        return _fraction_at("TargetRateFilter", self.rate, step, "rate")
+
+    def decide(
+        self,
+        *,
+        logits: Tensor,
+        step: int,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> FilterDecision:
+        """Keep the top fraction of pixels by confidence; the scores are not used.
+
+        Shape:
+            logits: (B, C, H, W).
+        """
+        _check_logits("TargetRateFilter", logits)
+        rate = self.rate_at(step)
         b = logits.shape[0]
         # The reference op's confidence, so that the cut-off compares like with like.
         _, confidence, _ = select_pseudo_labels(
@@ -179,4 +201,4 @@ class TargetRateGate:
         return FilterDecision(image_keep=keep, pixel_threshold=threshold)
 
     def __repr__(self) -> str:
-        return f"TargetRateGate(rate={_describe(self.rate)}, by={self.by!r})"
+        return f"TargetRateFilter(rate={_describe(self.rate)})"

@@ -1,7 +1,8 @@
 """Training methods: what a step adds to the labelled cross-entropy.
 
-The :class:`s4seg.Trainer` runs one loop for all of them; a method is a small object
-composed of the library's parts (see :class:`Method` for the hooks):
+The :class:`s4seg.training.Trainer` runs one loop for all of them; a method is a small
+object composed of the library's parts, and it reaches the loop only through the
+public :class:`StepContext` (see :mod:`s4seg.methods.base`):
 
 * :class:`Supervised`: labelled cross-entropy only, the baseline;
 * :class:`S4GAN`: feature matching and discriminator-gated self-training (Mittal
@@ -11,26 +12,39 @@ composed of the library's parts (see :class:`Method` for the hooks):
 * :class:`MeanTeacher`: self-training on an EMA teacher's confident pseudo-labels
   (Tarvainen and Valpola, 2017);
 * :class:`FixMatch`: the same teacher on a weak view, the student on a strong view
-  with CutMix (Sohn et al., 2020; Yang et al., UniMatch, 2023).
+  with CutMix (Sohn et al., 2020).
+
+Shared parts: :class:`~s4seg.methods.adversarial.AdversarialMethod` (a
+discriminator, its optimizer and update) and
+:class:`~s4seg.methods.self_training.SelfTraining` (a filter, the loss,
+``start_step``, ``lambda_st``).
 """
 
 from __future__ import annotations
 
 import difflib
 
+from s4seg.methods.adversarial import AdversarialMethod
 from s4seg.methods.advsemiseg import AdvSemiSeg
-from s4seg.methods.base import Method
+from s4seg.methods.base import Method, StepContext, StepOutput
 from s4seg.methods.mean_teacher import FixMatch, MeanTeacher
 from s4seg.methods.s4gan import S4GAN
+from s4seg.methods.self_training import SelfTraining
 from s4seg.methods.supervised import Supervised
+from s4seg.methods.teacher import EMATeacher
 
 __all__ = [
     "METHODS",
     "S4GAN",
     "AdvSemiSeg",
+    "AdversarialMethod",
+    "EMATeacher",
     "FixMatch",
     "MeanTeacher",
     "Method",
+    "SelfTraining",
+    "StepContext",
+    "StepOutput",
     "Supervised",
     "build_method",
 ]

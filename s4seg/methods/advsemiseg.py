@@ -6,46 +6,51 @@ Segmentation", BMVC 2018.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from s4seg.checks import check_real
 from s4seg.filters import ConfidenceMapFilter, PseudoLabelFilter
-from s4seg.losses.adversarial import PixelAdversarialLoss
-from s4seg.methods.base import Method
-from s4seg.models.discriminator import one_hot_labels
-from s4seg.models.pixel_discriminator import PixelDiscriminator
-
-if TYPE_CHECKING:
-    from s4seg.training.trainer import Trainer
+from s4seg.losses import PixelAdversarialLoss
+from s4seg.methods.adversarial import AdversarialMethod
+from s4seg.methods.base import StepContext, StepOutput
+from s4seg.methods.self_training import SelfTraining
+from s4seg.models import PixelDiscriminator
+from s4seg.models.discriminator_inputs import one_hot_labels
 
 __all__ = ["AdvSemiSeg"]
 
 
-class AdvSemiSeg(Method):
+class AdvSemiSeg(AdversarialMethod):
     """The AdvSemiSeg step on the trainer's loop.
 
     Generator loss: ``CE + lambda_adv_labelled * adv(D(p_l)) + lambda_adv_unlabelled *
-    adv(D(p_u)) + lambda_semi * ST``, where ``adv`` asks the fully-convolutional
+    adv(D(p_u)) + lambda_st * ST``, where ``adv`` asks the fully-convolutional
     discriminator to call each pixel of the softmax map "real" (BCE with logits,
     ignore pixels of labelled masks left out), and ST is self-training on the
-    unlabelled pixels that the filter keeps; the default
-    :class:`~s4seg.filters.ConfidenceMapFilter` keeps pixels whose discriminator
-    confidence ``sigmoid(D(p_u))`` is >= mask_T = 0.2 from ``semi_start`` on. The
-    discriminator then learns one-hot ground truth (real) against the detached
-    labelled and unlabelled predictions (fake), pixel by pixel, its two halves
-    averaged; ``TrainerConfig.label_smoothing`` moves the real target to ``1 - s``.
+    unlabelled pixels that the filter keeps, from ``start_step`` on (the paper's
+    ``semi_start``); the default :class:`~s4seg.filters.ConfidenceMapFilter` keeps
+    pixels whose discriminator confidence ``sigmoid(D(p_u))`` is >= ``threshold``
+    (the paper's ``mask_T``). The discriminator then learns one-hot ground truth
+    (real) against the detached labelled and unlabelled predictions (fake), pixel by
+    pixel, its two halves averaged; ``label_smoothing`` moves the real target to
+    ``1 - s``.
 
     Defaults are the paper's: lambda_adv 0.01 on labelled and 0.001 on unlabelled
-    images, lambda_semi 0.1, mask_T 0.2; its semi_start was 5000 of 20000 steps.
+    images, lambda_semi (here ``lambda_st``) 0.1, mask_T 0.2; its semi_start was 5000
+    of 20000 steps.
 
     Args:
         lambda_adv_labelled: weight of the adversarial term on labelled predictions.
         lambda_adv_unlabelled: weight of the adversarial term on unlabelled predictions.
-        lambda_semi: weight of the self-training term.
-        semi_start: first step of self-training for the default filter.
-        mask_t: the default filter's threshold on the discriminator's confidence.
+        lambda_st: weight of the self-training term.
+        start_step: first step of self-training.
+        threshold: the default filter's threshold on the discriminator's confidence.
+        pseudo_filter: default: ``ConfidenceMapFilter(threshold)``.
+        **adversarial: the discriminator and its training, see
+            :class:`~s4seg.methods.adversarial.AdversarialMethod`.
     """
 
     name = "advsemiseg"
@@ -56,41 +61,48 @@ class AdvSemiSeg(Method):
         *,
         lambda_adv_labelled: float = 0.01,
         lambda_adv_unlabelled: float = 0.001,
-        lambda_semi: float = 0.1,
-        semi_start: int = 5000,
-        mask_t: float = 0.2,
+        lambda_st: float = 0.1,
+        start_step: int = 5000,
+        threshold: float = 0.2,
+        pseudo_filter: PseudoLabelFilter | None = None,
+        **adversarial: Any,
     ) -> None:
-        for label, value in (
-            ("lambda_adv_labelled", lambda_adv_labelled),
-            ("lambda_adv_unlabelled", lambda_adv_unlabelled),
-            ("lambda_semi", lambda_semi),
-            ("semi_start", semi_start),
-        ):
-            if value < 0:
-                raise ValueError(f"AdvSemiSeg {label} must be >= 0, got {value}")
-        self.lambda_adv_labelled = float(lambda_adv_labelled)
-        self.lambda_adv_unlabelled = float(lambda_adv_unlabelled)
-        self.lambda_semi = float(lambda_semi)
-        self.semi_start, self.mask_t = int(semi_start), float(mask_t)
-        self._pending: tuple[Tensor, Tensor, Tensor] | None = None
+        super().__init__(**adversarial)
+        self.lambda_adv_labelled = check_real(
+            lambda_adv_labelled, "lambda_adv_labelled", low=0.0, owner="AdvSemiSeg"
+        )
+        self.lambda_adv_unlabelled = check_real(
+            lambda_adv_unlabelled, "lambda_adv_unlabelled", low=0.0, owner="AdvSemiSeg"
+        )
+        self.threshold = float(threshold)
+        self.self_training = SelfTraining(
+            pseudo_filter or ConfidenceMapFilter(threshold),
+            lambda_st=lambda_st,
+            start_step=start_step,
+        )
+        self.adv: PixelAdversarialLoss | None = None
+
+    @property
+    def pseudo_filter(self) -> PseudoLabelFilter:
+        """The filter that decides which pseudo-labels teach."""
+        return self.self_training.pseudo_filter
 
     def default_discriminator(self, num_classes: int) -> nn.Module:
         return PixelDiscriminator(num_classes)
 
-    def default_filter(self) -> PseudoLabelFilter:
-        return ConfidenceMapFilter(self.mask_t, start_step=self.semi_start)
+    def setup(self, ctx: StepContext) -> None:
+        super().setup(ctx)
+        self.self_training.setup(ctx)
+        self.adv = PixelAdversarialLoss(ctx.ignore_index)
 
-    def setup(self, trainer: Trainer) -> None:
-        self.adv = PixelAdversarialLoss(trainer.config.ignore_index)
-
-    def generator_loss(
-        self, trainer: Trainer, loss_ce: Tensor, image: Tensor, mask: Tensor, logits: Tensor
-    ) -> tuple[Tensor, dict[str, Any]]:
-        g, d = trainer._g, trainer._d
-        img_u = trainer._to_device(trainer._next("unlabelled")["image"])
+    def generator_loss(self, ctx: StepContext, image: Tensor, mask: Tensor) -> StepOutput:
+        assert self.adv is not None  # set by setup()
+        loss_ce, logits = self.labelled_loss(ctx, image, mask)
+        g, d = ctx.train_generator, self.train_discriminator
+        img_u = ctx.next_batch("unlabelled")["image"]
         d.train()
         d.requires_grad_(False)  # D is frozen for the generator's pass
-        with trainer._autocast():
+        with ctx.autocast():
             logits_u = g(img_u)
             probs_l = logits.float().softmax(dim=1)
             probs_u = logits_u.float().softmax(dim=1)
@@ -98,40 +110,41 @@ class AdvSemiSeg(Method):
             d_map_u = d(probs_u)
             loss_adv_u = self.adv(d_map_u, 1.0)
         d_conf = torch.sigmoid(d_map_u.detach().float())  # (B, H, W) per-pixel confidence
-        decision = self.pseudo_filter(trainer).decide(
-            logits=logits_u.detach(), d_prob=d_conf, step=trainer.step
-        )
-        loss_st, stats = trainer.st(logits_u, decision)
+        loss_st, logs = self.self_training(ctx, logits_u, pixel_scores=d_conf)
         loss_adv = self.lambda_adv_labelled * loss_adv_l + self.lambda_adv_unlabelled * loss_adv_u
-        loss_g = loss_ce + loss_adv + self.lambda_semi * loss_st
-        self._pending = (probs_l.detach(), probs_u.detach(), mask)
-        return loss_g, {
-            "loss_adv": loss_adv.detach(),
-            "loss_st": loss_st.detach(),
-            "stats": stats,
-            # The mean confidence of each image's map: one score per image, as S4GAN logs.
-            "d_fake": d_conf.flatten(1).mean(dim=1),
-        }
+        loss = loss_ce + loss_adv + self.self_training.lambda_st * loss_st
+        # The mean confidence of each image's map: one score per image, as S4GAN logs.
+        logs.update(loss_adv=loss_adv.detach(), d_fake=d_conf.flatten(1).mean(dim=1))
+        return StepOutput(loss, logs, carry=(probs_l.detach(), probs_u.detach(), mask))
 
-    def discriminator_step(self, trainer: Trainer) -> dict[str, Any]:
-        cfg, d = trainer.config, trainer._d
-        pending, self._pending = self._pending, None
-        if pending is None or trainer.step % cfg.d_update_interval != 0:
-            return {}
-        probs_l, probs_u, mask = pending
-        real = one_hot_labels(mask, trainer.num_classes, cfg.ignore_index, validate=False)
-        d.requires_grad_(True)
-        with trainer._autocast():
+    def discriminator_loss(self, ctx: StepContext, carry: Any) -> tuple[Tensor, dict[str, Any]]:
+        assert self.adv is not None
+        probs_l, probs_u, mask = carry
+        d = self.train_discriminator
+        real = one_hot_labels(mask, ctx.num_classes, ctx.ignore_index, validate=False)
+        with ctx.autocast():
             real_map = d(real)
             fake = self.adv(d(probs_l), 0.0, mask) + self.adv(d(probs_u), 0.0)
-            loss_d = (self.adv(real_map, 1.0 - cfg.label_smoothing, mask) + fake / 2) / 2
-        trainer._optimise(trainer.d_optimizer, trainer.d_scaler, loss_d, d)
+            loss_d = (self.adv(real_map, 1.0 - self.label_smoothing, mask) + fake / 2) / 2
         d_real = torch.sigmoid(real_map.detach().float())
-        return {"loss_d": loss_d.detach(), "d_real": d_real.flatten(1).mean(dim=1)}
+        return loss_d, {"d_real": d_real.flatten(1).mean(dim=1)}
 
-    def __repr__(self) -> str:
-        return (
-            f"AdvSemiSeg(lambda_adv_labelled={self.lambda_adv_labelled}, "
-            f"lambda_adv_unlabelled={self.lambda_adv_unlabelled}, lambda_semi="
-            f"{self.lambda_semi}, semi_start={self.semi_start}, mask_t={self.mask_t})"
-        )
+    def settings(self) -> dict[str, Any]:
+        return {
+            "lambda_adv_labelled": self.lambda_adv_labelled,
+            "lambda_adv_unlabelled": self.lambda_adv_unlabelled,
+            **self.self_training.settings(),
+            "threshold": self.threshold,
+            **super().settings(),
+        }
+
+    def parts(self) -> dict[str, Any]:
+        return {**super().parts(), **self.self_training.parts()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "self_training": self.self_training.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], *, models_only: bool = False) -> None:
+        super().load_state_dict(state, models_only=models_only)
+        if not models_only:
+            self.self_training.load_state_dict(state.get("self_training", {}))

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from s4seg.checks import check_real
 from s4seg.data.views import Views, WeakStrongViews
 from s4seg.filters import PixelConfidenceFilter, PseudoLabelFilter
-from s4seg.methods.base import Method
-from s4seg.ops.stats import PseudoLabelStats
-from s4seg.schedules import Schedule
+from s4seg.methods.base import Method, StepContext, StepOutput
+from s4seg.methods.self_training import SelfTraining
 from s4seg.methods.teacher import EMATeacher
-
-if TYPE_CHECKING:
-    from s4seg.training.trainer import Trainer
+from s4seg.schedules import Schedule
 
 __all__ = ["FixMatch", "MeanTeacher"]
 
@@ -23,27 +21,31 @@ __all__ = ["FixMatch", "MeanTeacher"]
 class MeanTeacher(Method):
     """Self-training of the student on an EMA teacher's confident pseudo-labels.
 
-    Each step the teacher (an :class:`~s4seg.methods.teacher.EMATeacher` of the generator,
-    in eval mode) predicts the unlabelled batch; the filter (default
-    :class:`~s4seg.filters.PixelConfidenceFilter` at ``tau``) decides which of its
-    pseudo-labels teach; the student's loss on them goes through the fused op with
-    ``teacher_logits``; after both updates the teacher moves towards the student.
-    The generator's loss is ``CE + lambda_st * ST`` (``TrainerConfig.lambda_st``).
+    Each step the teacher (an :class:`~s4seg.methods.teacher.EMATeacher` of the
+    generator, in eval mode) predicts the unlabelled batch; the filter (default
+    :class:`~s4seg.filters.PixelConfidenceFilter` at ``threshold``) decides which of
+    its pseudo-labels teach; the student's loss on them goes through the fused op with
+    ``teacher_logits``; after the generator's step the teacher moves towards the
+    student. The generator's loss is ``CE + lambda_st * ST``.
 
     Without ``views`` the teacher and the student see the same batch (the loader's
     augmentation), which is the mean teacher (Tarvainen and Valpola, NeurIPS 2017)
     with hard, thresholded targets, as segmentation codebases use it. With
     :class:`~s4seg.data.views.WeakStrongViews` the teacher sees a weak view and the
-    student a strong one of the same geometry, CutMix included: see
-    :class:`FixMatch`.
+    student a strong one of the same geometry, CutMix included: see :class:`FixMatch`.
 
     Args:
-        tau: the default filter's threshold on the teacher's max softmax probability.
+        threshold: the default filter's threshold on the teacher's max softmax
+            probability.
+        pseudo_filter: default: ``PixelConfidenceFilter(threshold)``.
+        lambda_st: weight of self-training.
+        start_step: no self-training before this step (the student learns from the
+            labels first, so the teacher has something to teach).
+        normalize: how the self-training loss is averaged (see
+            :class:`~s4seg.methods.self_training.SelfTraining`).
         decay: EMA decay of the teacher (None: ``min(1 - 1/(t+1), max_decay)``).
         max_decay: cap of that warm-up rule.
         views: weak/strong views of the unlabelled batch, made on the device.
-        start_step: no self-training before this step (the student learns from the
-            labels first, so the teacher has something to teach).
         seed: seed of the views' random generator (its state is checkpointed).
     """
 
@@ -53,25 +55,36 @@ class MeanTeacher(Method):
     def __init__(
         self,
         *,
-        tau: float = 0.9,
+        threshold: float = 0.9,
+        pseudo_filter: PseudoLabelFilter | None = None,
+        lambda_st: float = 1.0,
+        start_step: int = 0,
+        normalize: str = "selected",
         decay: float | Schedule | None = None,
         max_decay: float = 0.999,
         views: WeakStrongViews | None = None,
-        start_step: int = 0,
         seed: int = 0,
     ) -> None:
-        if start_step < 0:
-            raise ValueError(f"{type(self).__name__} start_step must be >= 0, got {start_step}")
-        self.tau, self.decay, self.max_decay = tau, decay, max_decay
-        self.views = views
+        owner = type(self).__name__
+        self.threshold = check_real(threshold, "threshold", low=0.0, high=1.0, owner=owner)
+        self.self_training = SelfTraining(
+            pseudo_filter or PixelConfidenceFilter(threshold),
+            lambda_st=lambda_st,
+            start_step=start_step,
+            normalize=normalize,
+        )
+        self.decay, self.max_decay = decay, max_decay
         if views is not None and not isinstance(views, WeakStrongViews):
             raise TypeError(f"views must be a WeakStrongViews or None, got {views!r}")
-        self.start_step, self.seed = int(start_step), seed
+        self.views = views
+        self.seed = seed
         self._rng = torch.Generator().manual_seed(seed)
         self._teacher: EMATeacher | None = None
 
-    def default_filter(self) -> PseudoLabelFilter:
-        return PixelConfidenceFilter(self.tau)
+    @property
+    def pseudo_filter(self) -> PseudoLabelFilter:
+        """The filter that decides which pseudo-labels teach."""
+        return self.self_training.pseudo_filter
 
     @property
     def teacher(self) -> EMATeacher:
@@ -83,73 +96,77 @@ class MeanTeacher(Method):
             )
         return self._teacher
 
-    def setup(self, trainer: Trainer) -> None:
-        self._teacher = EMATeacher(trainer.generator, self.decay, self.max_decay)
+    def setup(self, ctx: StepContext) -> None:
+        self._teacher = EMATeacher(ctx.generator, self.decay, self.max_decay)
+        self.self_training.setup(ctx)
 
-    def generator_loss(
-        self, trainer: Trainer, loss_ce: Tensor, image: Tensor, mask: Tensor, logits: Tensor
-    ) -> tuple[Tensor, dict[str, Any]]:
-        img_u = trainer._to_device(trainer._next("unlabelled")["image"])
+    def generator_loss(self, ctx: StepContext, image: Tensor, mask: Tensor) -> StepOutput:
+        loss_ce, _ = self.labelled_loss(ctx, image, mask)
+        img_u = ctx.next_batch("unlabelled")["image"]
         student_in = teacher_in = img_u
         views: Views | None = None
         if self.views is not None:
             views = self.views(img_u, self._rng)
             teacher_in, student_in = views.weak, views.strong
-        with torch.no_grad(), trainer._autocast():
+        with torch.no_grad(), ctx.autocast():
             teacher_logits = self.teacher(teacher_in).float()
         if views is not None:
             # The teacher's logits are mixed with the same boxes as the images, so the
             # pseudo-labels and their confidences travel with the pixels they describe.
             (teacher_logits,) = views.mix(teacher_logits)
-        with trainer._autocast():
-            student_logits = trainer._g(student_in)
-        step = trainer.step
-        if step >= self.start_step:
-            decision = self.pseudo_filter(trainer).decide(
-                logits=teacher_logits, d_prob=None, step=step
-            )
-            loss_st, stats = trainer.st(student_logits, decision, teacher_logits=teacher_logits)
-            out: dict[str, Any] = {"pixel_threshold": decision.pixel_threshold.float().mean()}
-        else:
-            loss_st = student_logits.new_zeros((), dtype=torch.float32)
-            stats = PseudoLabelStats.from_mask(
-                torch.zeros_like(student_logits[:, 0], dtype=torch.bool)
-            )
-            out = {}
-        out.update(loss_st=loss_st.detach(), stats=stats)
-        return loss_ce + trainer.config.lambda_st * loss_st, out
+        with ctx.autocast():
+            student_logits = ctx.train_generator(student_in)
+        loss_st, logs = self.self_training(ctx, student_logits, teacher_logits=teacher_logits)
+        return StepOutput(loss_ce + self.self_training.lambda_st * loss_st, logs)
 
-    def after_step(self, trainer: Trainer) -> None:
-        self.teacher.update(trainer.generator, trainer.step)
+    def update(self, ctx: StepContext, output: StepOutput) -> dict[str, Any]:
+        self.teacher.update(ctx.generator, ctx.step)
+        return {}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"teacher": self.teacher.model} if self._teacher is not None else {}
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            **self.self_training.settings(),
+            "decay": repr(self.decay) if self.decay is not None else None,
+            "max_decay": self.max_decay,
+            "seed": self.seed,
+        }
+
+    def parts(self) -> dict[str, Any]:
+        return {"views": repr(self.views), **self.self_training.parts()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": self.teacher.state_dict(), "rng": self._rng.get_state()}
+        return {
+            "teacher": self.teacher.state_dict(),
+            "rng": self._rng.get_state(),
+            "self_training": self.self_training.state_dict(),
+        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, models_only: bool = False) -> None:
         if "teacher" not in state:
             raise ValueError(
                 f"{type(self).__name__} needs its teacher's weights, which this checkpoint "
                 f"lacks (it was written by another method: {sorted(state)})"
             )
         self.teacher.load_state_dict(state["teacher"])
+        if models_only:
+            return
         self._rng.set_state(state["rng"])
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(tau={self.tau}, decay={self.decay!r}, max_decay="
-            f"{self.max_decay}, views={self.views!r}, start_step={self.start_step})"
-        )
+        self.self_training.load_state_dict(state.get("self_training", {}))
 
 
 class FixMatch(MeanTeacher):
-    """FixMatch/UniMatch-style: EMA teacher on a weak view, student on a strong view.
+    """FixMatch-style: EMA teacher on a weak view, student on a strong view with CutMix.
 
     :class:`MeanTeacher` with :class:`~s4seg.data.views.WeakStrongViews` by default:
-    the weak view (flip, scale-crop) goes to the teacher, the strong view of the
-    same geometry (colour jitter, grayscale, blur, CutMix) to the student, and the
+    the weak view (flip, scale-crop) goes to the teacher, the strong view of the same
+    geometry (colour jitter, grayscale, blur, CutMix) to the student, and the
     teacher's logits are CutMixed with the images. FixMatch (Sohn et al., NeurIPS
-    2020) took pseudo-labels from the student itself; an EMA teacher, as in
-    UniMatch-style segmentation code, gives steadier targets.
+    2020) took pseudo-labels from the student itself; an EMA teacher gives steadier
+    targets. :class:`~s4seg.methods.UniMatch` is the student-as-teacher variant.
     """
 
     name = "fixmatch"

@@ -26,65 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from s4seg.filters.entropy import pixel_entropy
+from s4seg.metrics import rank_auc
+from s4seg.models.discriminator_inputs import discriminator_input, one_hot_labels
 from s4seg.models.inference import predict_logits
-from s4seg.models.discriminator import discriminator_input, one_hot_labels
 
-__all__ = ["discriminator_diagnostics", "rank_auc"]
-
-
-def rank_auc(scores: Tensor, positive: Tensor) -> float:
-    """ROC AUC of ``scores`` for ``positive`` items, from ranks (Mann-Whitney U).
-
-    ``AUC = U / (n_pos * n_neg)`` with ``U = R_pos - n_pos (n_pos + 1) / 2`` and
-    ``R_pos`` the sum of the positives' ranks among all scores. Tied scores share
-    their average rank, so a positive-negative pair with equal scores counts 1/2.
-    It is the probability that a random positive scores above a random negative.
-
-    Args:
-        scores: any real scores (higher: more likely positive); NaN is rejected.
-        positive: which items are positive.
-
-    Returns:
-        The AUC in [0, 1], or NaN when there is no positive or no negative item.
-
-    Shape:
-        scores, positive: any shape, the same for both (flattened).
-
-    Raises:
-        TypeError: ``positive`` is not a bool tensor, or ``scores`` is not real.
-        ValueError: different shapes, or NaN scores.
-    """
-    if positive.dtype != torch.bool:
-        raise TypeError(
-            f"positive must be a bool tensor, got dtype {positive.dtype}; pass e.g. "
-            "labels == 1 or labels.bool()"
-        )
-    if scores.dtype.is_complex or scores.dtype == torch.bool:
-        raise TypeError(f"scores must be real numbers, got dtype {scores.dtype}")
-    if scores.shape != positive.shape:
-        raise ValueError(
-            f"scores {tuple(scores.shape)} and positive {tuple(positive.shape)} must have the "
-            "same shape (one flag per score)"
-        )
-    # float64 on the host: ranks are exact integers and half-integers there.
-    s = scores.detach().reshape(-1).to("cpu", torch.float64)
-    pos = positive.detach().reshape(-1).cpu()
-    if bool(torch.isnan(s).any()):
-        raise ValueError(
-            f"scores contain {int(torch.isnan(s).sum())} NaN value(s); a NaN has no rank, "
-            "drop those items first"
-        )
-    n_pos = int(pos.sum())
-    n_neg = pos.numel() - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    _, inverse, counts = torch.unique(s, sorted=True, return_inverse=True, return_counts=True)
-    # Tied values occupy ranks start+1 .. start+count; their average is start + (count+1)/2.
-    start = torch.cumsum(counts, 0) - counts
-    avg_rank = start.double() + (counts.double() + 1) / 2
-    rank_sum = float(avg_rank[inverse][pos].sum())
-    u = rank_sum - n_pos * (n_pos + 1) / 2
-    return u / (n_pos * n_neg)
+__all__ = ["discriminator_diagnostics"]
 
 
 def _median_split(values: Tensor, *, high: bool) -> Tensor:
@@ -274,7 +221,8 @@ def _score_batch(
         (correct & obj).flatten(1).sum(1) / n_obj.clamp_min(1),
         torch.full_like(acc, math.nan),
     )
-    ent = -(fake * fake.clamp_min(torch.finfo(fake.dtype).tiny).log()).sum(dim=1)
+    # The entropy the filters compute, of the maps D is shown (p = softmax(log p)).
+    ent = pixel_entropy(fake.clamp_min(torch.finfo(fake.dtype).tiny).log())
     entropy = (ent * valid).flatten(1).sum(1) / n_valid.clamp_min(1)
     keep = n_valid > 0
     return {

@@ -16,7 +16,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from s4seg.schedules import Schedule, _step, as_schedule
+from s4seg.checks import check_step
+from s4seg.schedules import Schedule, as_schedule
 
 __all__ = ["EMATeacher", "unwrap_model"]
 
@@ -124,7 +125,7 @@ class EMATeacher(nn.Module):
 
     def decay_at(self, step: int) -> float:
         """The decay :meth:`update` uses at ``step``."""
-        s = _step(step)
+        s = check_step(step)
         if self.decay is None:
             return min(1.0 - 1.0 / (s + 1), self.max_decay)
         d = float(self.decay(s))

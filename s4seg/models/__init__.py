@@ -1,35 +1,43 @@
-"""Networks: the segmentation generator (timm backbone or DeepLabV2 preset, ASPP head) and
-S4GAN's feature-matching discriminator with the helpers that prepare its input, and
-AdvSemiSeg's pixel-level discriminator."""
+"""Networks: the segmentation generator (a timm backbone or a preset, with a DeepLabV2 or
+DeepLabV3+ head), S4GAN's feature-matching discriminator, AdvSemiSeg's pixel-level
+discriminator, what the discriminators are shown, and inference on images of any size."""
 
 from __future__ import annotations
 
 from s4seg.models.deeplabv2 import DeepLabV2ResNet, deeplabv2_resnet101
-from s4seg.models.discriminator import (
-    FMDiscriminator,
+from s4seg.models.discriminator import FMDiscriminator
+from s4seg.models.discriminator_inputs import (
     discriminator_input,
     one_hot_labels,
     scale_images,
     sharpen,
     soften_one_hot,
 )
-from s4seg.models.encoder import TimmEncoder
-from s4seg.models.generator import SegmentationGenerator, create_generator
-from s4seg.models.heads import ASPP
+from s4seg.models.encoder import TimmEncoder, load_weights
+from s4seg.models.generator import HEADS, PRESETS, SegmentationGenerator, create_generator
+from s4seg.models.heads import ASPP, DeepLabV3PlusHead, PooledASPP
+from s4seg.models.inference import predict_logits, sliding_window_logits
 from s4seg.models.pixel_discriminator import PixelDiscriminator
 
 __all__ = [
     "ASPP",
+    "HEADS",
+    "PRESETS",
     "DeepLabV2ResNet",
+    "DeepLabV3PlusHead",
     "FMDiscriminator",
     "PixelDiscriminator",
+    "PooledASPP",
     "SegmentationGenerator",
     "TimmEncoder",
     "create_generator",
     "deeplabv2_resnet101",
     "discriminator_input",
+    "load_weights",
     "one_hot_labels",
+    "predict_logits",
     "scale_images",
     "sharpen",
+    "sliding_window_logits",
     "soften_one_hot",
 ]

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import timm
 from torch import Tensor, nn
 
-from s4seg.models.encoder import check_image_batch, load_checkpoint
+from s4seg.models.encoder import check_image_batch, load_weights
 
 __all__ = ["Bottleneck", "DeepLabV2ResNet", "deeplabv2_resnet101"]
 
@@ -184,7 +184,7 @@ def deeplabv2_resnet101(
             ``backbone.load_state_dict({k: v for k, v in sd.items() if not k.startswith("fc.")})``.
         freeze_bn: freeze batch norm as DeepLabV2 does (see :class:`DeepLabV2ResNet`).
         checkpoint_path: a file holding this backbone's own state_dict, loaded last (see
-            :func:`s4seg.models.encoder.load_checkpoint`).
+            :func:`s4seg.models.encoder.load_weights`).
     """
     backbone = DeepLabV2ResNet((3, 4, 23, 3), freeze_bn=freeze_bn)
     if pretrained:
@@ -192,5 +192,5 @@ def deeplabv2_resnet101(
         state = {k: v for k, v in imagenet.state_dict().items() if not k.startswith("fc.")}
         backbone.load_state_dict(state, strict=True)
     if checkpoint_path is not None:
-        load_checkpoint(backbone, checkpoint_path)
+        load_weights(backbone, checkpoint_path)
     return backbone

@@ -19,7 +19,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SUPPORTED_OUTPUT_STRIDES", "TimmEncoder", "check_image_batch", "load_checkpoint"]
+__all__ = ["SUPPORTED_OUTPUT_STRIDES", "TimmEncoder", "check_image_batch", "load_weights"]
 
 # Dilated (8, 16) or plain (32) strides; these are the values timm's CNNs accept.
 SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
@@ -56,7 +56,7 @@ def _shorten(keys: list[str]) -> str:
     return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
 
 
-def load_checkpoint(module: nn.Module, checkpoint_path: str | os.PathLike[str]) -> None:
+def load_weights(module: nn.Module, checkpoint_path: str | os.PathLike[str]) -> None:
     """Load a state_dict saved on disk into ``module``, strictly, on CPU.
 
     The file holds ``module.state_dict()`` as written by ``torch.save``, either bare or
@@ -130,7 +130,7 @@ class TimmEncoder(nn.Module):
         output_stride: 8, 16 or 32.
         in_chans: input channels (timm adapts the first conv of pretrained weights).
         checkpoint_path: a file holding this encoder's own ``state_dict()``, loaded after
-            construction (see :func:`load_checkpoint`).
+            construction (see :func:`load_weights`).
         **kwargs: passed to ``timm.create_model``; ``None`` values are dropped, as timm's
             own factory does, so callers can forward optional settings unconditionally.
 
@@ -186,7 +186,7 @@ class TimmEncoder(nn.Module):
         fmt = getattr(model, "output_fmt", "NCHW")
         self.channels_last_output = str(getattr(fmt, "value", fmt)) == "NHWC"
         if checkpoint_path is not None:
-            load_checkpoint(self, checkpoint_path)
+            load_weights(self, checkpoint_path)
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the deepest feature map, channels first."""

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s4seg.models.deeplabv2 import deeplabv2_resnet101
-from s4seg.models.encoder import TimmEncoder, check_image_batch, load_checkpoint
+from s4seg.models.encoder import TimmEncoder, check_image_batch, load_weights
 from s4seg.models.heads import ASPP, DeepLabV3PlusHead
 
 __all__ = ["HEADS", "PRESETS", "SegmentationGenerator", "create_generator"]
@@ -244,5 +244,5 @@ def create_generator(
         stride = 16 if output_stride is None else output_stride
         generator = _timm_generator(name, num_classes, pretrained, stride, head, kwargs)
     if checkpoint_path is not None:
-        load_checkpoint(generator, checkpoint_path)
+        load_weights(generator, checkpoint_path)
     return generator

@@ -16,7 +16,7 @@ Backend = Literal["auto", "reference", "triton"]
 ThresholdKind = Literal["auto", "scalar", "class", "image"]
 
 
-def _threshold_kind(threshold: Tensor, b: int, c: int, kind: str) -> str:
+def resolve_threshold_kind(threshold: Tensor, b: int, c: int, kind: str) -> str:
     if threshold.dim() == 0:
         return "scalar"
     if kind == "scalar":
@@ -167,7 +167,7 @@ def confidence_masked_cross_entropy(
         )
     _check(logits, threshold, teacher_logits, labels, image_keep, normalize, temperature)
     b, c = logits.shape[:2]
-    kind = _threshold_kind(threshold, b, c, threshold_kind)
+    kind = resolve_threshold_kind(threshold, b, c, threshold_kind)
     threshold = threshold.to(device=logits.device, dtype=torch.float32)
     if kind == "scalar":
         threshold = threshold.reshape(())

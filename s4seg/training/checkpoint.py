@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+__all__ = ["config_mismatches", "read_checkpoint", "save_atomic"]
+
 
 def save_atomic(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``state`` with :func:`torch.save` to a temporary file, then rename it.
@@ -32,7 +34,7 @@ def save_atomic(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` (no arbitrary code from pickles)."""
     path = Path(path)
     if not path.is_file():

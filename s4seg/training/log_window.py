@@ -12,6 +12,8 @@ from torch import Tensor
 from s4seg.distributed import all_gather_cat, all_reduce_sum, world_size
 from s4seg.ops.stats import PseudoLabelStats
 
+__all__ = ["LogWindow", "nonfinite_keys"]
+
 LOSSES = ("loss_ce", "loss_fm", "loss_st", "loss_d")
 SCORES = ("d_fake", "d_real")  # discriminator probabilities, one per image
 LATEST = ("gate_threshold", "pixel_threshold")

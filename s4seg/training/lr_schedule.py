@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["poly_lr_factor"]
+
 
 def poly_lr_factor(step: int, max_steps: int, power: float = 0.9, warmup_steps: int = 0) -> float:
     """DeepLab's poly decay ``(1 - step / max_steps) ** power`` after a linear warm-up.

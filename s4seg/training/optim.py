@@ -1,4 +1,4 @@
-"""Default optimizers of the S4GAN recipe and the check that keeps each parameter once."""
+"""The generator's default optimizer, the check that keeps each parameter once, lr factors."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+__all__ = ["check_each_param_once", "default_g_optimizer", "set_lr_factor"]
 
 if TYPE_CHECKING:
     from s4seg.training.trainer import TrainerConfig
@@ -30,11 +32,6 @@ def default_g_optimizer(generator: nn.Module, cfg: TrainerConfig) -> torch.optim
     return torch.optim.SGD(
         groups, lr=cfg.lr_g, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
-
-
-def default_d_optimizer(discriminator: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
-    """Adam at ``lr_d`` with S4GAN's betas (0.9, 0.99)."""
-    return torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas_d)
 
 
 def check_each_param_once(opt: torch.optim.Optimizer) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from s4seg.data import FolderDataset
-from s4seg.data.folder import _PackedNames
+from s4seg.data.index_cache import PackedNames
 
 
 def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -212,7 +212,7 @@ def test_many_files_are_indexed_quickly_and_compactly(tmp_path: Path) -> None:
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.text(st.characters(codec="utf-8"), max_size=12), max_size=30))
 def test_packed_names_round_trip(names) -> None:
-    packed = _PackedNames(names)
+    packed = PackedNames(names)
     assert len(packed) == len(names)
     assert [packed[i] for i in range(len(names))] == names
 

@@ -12,18 +12,25 @@ import math
 from typing import Any
 
 from s4seg.filters import DiscriminatorGate, PixelConfidenceFilter
+from s4seg.methods import S4GAN
 from s4seg.training.trainer import TrainerConfig
 
 Record = dict[str, Any]
 
 
 def config_record(pseudo_filter: Any = None, **overrides: Any) -> Record:
-    """The content of config.json as a ``"config"`` record."""
+    """The content of config.json as a ``"config"`` record: S4GAN with ``pseudo_filter``;
+    overrides that are no TrainerConfig field are S4GAN settings (``lr_d``, ...)."""
     f = pseudo_filter if pseudo_filter is not None else DiscriminatorGate(0.2)
+    fields = {field.name for field in dataclasses.fields(TrainerConfig)}
+    method = S4GAN(pseudo_filter=f, **{k: v for k, v in overrides.items() if k not in fields})
     return {
         "kind": "config",
-        "trainer": dataclasses.asdict(TrainerConfig(**overrides)),
-        "parts": {"pseudo_filter": repr(f), "pseudo_filter_thresholds": f.thresholds},
+        "trainer": dataclasses.asdict(
+            TrainerConfig(**{k: v for k, v in overrides.items() if k in fields})
+        ),
+        "method": method.describe(),
+        "parts": {"generator": "SegmentationGenerator"},
     }
 
 

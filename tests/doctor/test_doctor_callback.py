@@ -12,10 +12,11 @@ from conftest import make_trainer
 from log_streams import field_report
 
 from s4seg.callbacks import Checkpointer, JSONLLogger
-from s4seg.training.checkpoint import load_checkpoint
 from s4seg.doctor import DiscriminatorDominant, Doctor, SelfTrainingStarved, ValMiouFalling
 from s4seg.doctor.report import write_report
 from s4seg.filters import DiscriminatorGate
+from s4seg.methods import S4GAN
+from s4seg.training.checkpoint import read_checkpoint
 from s4seg.training.trainer import TrainerConfig
 
 
@@ -23,11 +24,12 @@ def fake_trainer(**config):
     """What the Doctor reads from a trainer, without training anything."""
     return SimpleNamespace(
         config=TrainerConfig(**config),
-        pseudo_filter=DiscriminatorGate(0.2),
+        method=S4GAN(pseudo_filter=DiscriminatorGate(0.2)),
+        generator=None,
+        g_optimizer=None,
         step=0,
         should_stop=False,
         best_step=-1,
-        d_optimizer=None,
     )
 
 
@@ -52,7 +54,7 @@ def test_each_finding_is_logged_once_and_written_to_doctor_jsonl(tmp_path, caplo
     starved = [m for m in caplog.messages if "st_starved" in m]
     assert len(starved) == 1
     assert "The count is images, not pixels" in starved[0]
-    assert "remedies:\n    - TrainerConfig(lr_d=2.5e-05)" in starved[0]
+    assert "remedies:\n    - S4GAN(lr_d=2.5e-05)" in starved[0]
     entries = [json.loads(x) for x in (tmp_path / "doctor.jsonl").read_text().splitlines()]
     assert [e["code"] for e in entries] == ["st_starved", "val_miou_falling"]
     assert entries[0]["step"] == 1700 and entries[0]["first_step"] == 1600
@@ -121,7 +123,7 @@ def test_real_run_with_dominant_discriminator_is_diagnosed(tmp_path):
     assert dominant.evidence["d_real_p50"] > 0.9
     assert "D(fake) median" in dominant.seen and "loss_d mean" in dominant.seen
     assert "With the image gate at D(fake) > 0.20" in dominant.cause
-    assert "TrainerConfig(lr_d=2.5e-05)" in dominant.remedies[0]  # 0.1 x lr_g, now 1e-3
+    assert "S4GAN(lr_d=2.5e-05)" in dominant.remedies[0]  # 0.1 x lr_g, now 1e-3
     report = write_report(tmp_path, window_steps=8, plots=False).read_text()
     assert "`d_dominant`" in report
 
@@ -143,16 +145,16 @@ def test_rollback_needs_a_checkpoint_from_before_the_problem():
     trainer.best_step = 1000
     trainer.restore_best = lambda: 1000
     param = torch.nn.Parameter(torch.zeros(1))
-    trainer.d_optimizer = torch.optim.Adam([param], lr=1e-4)
+    trainer.method.d_optimizer = torch.optim.Adam([param], lr=1e-4)
     param.grad = torch.ones(1)
-    trainer.d_optimizer.step()
+    trainer.method.d_optimizer.step()
     replay(doctor, trainer, field_report())
     assert [(a["action"], a["step"]) for a in doctor.actions] == [
         ("rollback", 1700),
         ("early_stop", 2000),
     ]
-    assert trainer.d_optimizer.param_groups[0]["base_lr"] == pytest.approx(1e-5)
-    assert not trainer.d_optimizer.state  # the Adam moments of the winning D are gone
+    assert trainer.method.d_optimizer.param_groups[0]["base_lr"] == pytest.approx(1e-5)
+    assert not trainer.method.d_optimizer.state  # the Adam moments of the winning D are gone
 
 
 def test_rollback_restores_best_weights_and_slows_the_discriminator(tmp_path):
@@ -170,7 +172,7 @@ def test_rollback_restores_best_weights_and_slows_the_discriminator(tmp_path):
 
     def spy():
         step = original()
-        best = load_checkpoint(checkpointer.best_path)["generator"]
+        best = read_checkpoint(checkpointer.best_path)["generator"]
         now = trainer.generator.state_dict()
         restored.append((step, all(torch.equal(best[k], now[k]) for k in best)))
         return step
@@ -184,7 +186,7 @@ def test_rollback_restores_best_weights_and_slows_the_discriminator(tmp_path):
     assert dominant.code == "d_dominant"
     assert action["restored_step"] == restored[0][0] < dominant.first_step
     assert action["d_base_lr_before"] == [pytest.approx(1e-3)]
-    assert trainer.d_optimizer.param_groups[0]["base_lr"] == pytest.approx(1e-4)
+    assert trainer.method.d_optimizer.param_groups[0]["base_lr"] == pytest.approx(1e-4)
     assert trainer.step == 20  # training went on after the rollback
     entries = [json.loads(x) for x in (tmp_path / "doctor.jsonl").read_text().splitlines()]
     assert "action" in {e["kind"] for e in entries}

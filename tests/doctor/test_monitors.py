@@ -73,9 +73,9 @@ def test_field_report_replay_says_images_not_pixels_and_that_d_rejects_everythin
     assert "only delays" in starved.cause  # lowering the threshold is not the fix
     remedies = "\n".join(starved.remedies)
     for setting in (
-        "TrainerConfig(lr_d=2.5e-05)",  # 0.1 x lr_g 2.5e-4
-        "TrainerConfig(d_update_interval=2)",
-        "TrainerConfig(label_smoothing=0.1)",
+        "S4GAN(lr_d=2.5e-05)",  # 0.1 x lr_g 2.5e-4
+        "S4GAN(d_update_interval=2)",
+        "S4GAN(label_smoothing=0.1)",
         "TargetRateGate(rate=0.5)",
         "AndFilter(TargetRateGate(rate=0.5), PixelConfidenceFilter(0.9))",
         "trainer.restore_best()",
@@ -128,9 +128,7 @@ def test_starvation_by_a_pixel_threshold_proposes_pixel_remedies():
     assert finding.evidence["cause"] == "pixel_threshold"
     assert ">= 0.95" in finding.cause
     remedies = "\n".join(finding.remedies)
-    assert (
-        "SelfAdaptiveThreshold" in remedies and "TargetRateGate(rate=0.2, by='pixel')" in remedies
-    )
+    assert "SelfAdaptiveThreshold" in remedies and "TargetRateFilter(rate=0.2)" in remedies
     assert "lr_d" not in remedies
 
 

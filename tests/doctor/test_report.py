@@ -12,7 +12,8 @@ import pytest
 from log_streams import field_report, healthy
 
 from s4seg.cli.main import main
-from s4seg.doctor.report import load_run, read_jsonl, write_report
+from s4seg.doctor.report import load_run, write_report
+from s4seg.jsonl import read_jsonl
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -49,7 +50,7 @@ def test_report_of_the_field_run(tmp_path):
         assert section in text
     for code in ("st_starved", "val_miou_falling", "d_dominant"):
         assert f"`{code}`" in text
-    assert "`TrainerConfig(lr_d=2.5e-05)`" in text
+    assert "`S4GAN(lr_d=2.5e-05)`" in text
     for name in ("losses.png", "miou.png", "st_kept.png", "d_scores.png"):
         assert (run / name).read_bytes().startswith(PNG), name
         assert f"({name})" in text
@@ -73,7 +74,7 @@ def test_report_includes_findings_only_the_live_doctor_saw(tmp_path):
         "title": "discriminator dominant",
         "seen": "loss_d 0.01",
         "cause": "D wins",
-        "remedies": ["TrainerConfig(lr_d=2.5e-05): slower D"],
+        "remedies": ["S4GAN(lr_d=2.5e-05): slower D"],
         "first_step": 100,
         "last_step": 120,
         "evidence": {},
@@ -98,7 +99,8 @@ def test_a_run_that_just_started(tmp_path):
 def test_read_jsonl_skips_bad_lines_and_keeps_nan(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"step": 1, "loss_ce": NaN}\n[1, 2]\n\n{"step": 2\n')
-    records, bad = read_jsonl(path)
+    bad: list[int] = []
+    records = read_jsonl(path, skipped=bad)
     assert [r["step"] for r in records] == [1] and bad == [2, 4]
     assert records[0]["loss_ce"] != records[0]["loss_ce"]  # NaN survives (json writes NaN)
 
@@ -123,7 +125,7 @@ def test_python_dash_m_s4seg_report(tmp_path, monkeypatch):
     run = write_run(tmp_path, healthy())
     monkeypatch.setattr(sys, "argv", ["s4seg", "report", str(run), "--no-plots"])
     with warnings.catch_warnings():
-        # runpy notes that s4seg.cli.main was already imported by this test module.
+        # runpy notes that s4seg.__main__ was already imported by this test module.
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(SystemExit) as done:
             runpy.run_module("s4seg", run_name="__main__")

@@ -9,8 +9,8 @@ from conftest import make_trainer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s4seg.training.checkpoint import load_checkpoint, save_atomic
 from s4seg.filters import SelfAdaptiveThreshold, filter_stats
+from s4seg.training.checkpoint import read_checkpoint, save_atomic
 
 fast = settings(max_examples=20, deadline=None)
 
@@ -102,8 +102,8 @@ def test_resumed_run_with_the_filter_is_bit_identical(tmp_path):
     straight.fit()
     first = make_trainer(max_steps=6, pseudo_filter=fresh())
     first.fit(until=3)
-    state = load_checkpoint(save_atomic(first.state_dict(), tmp_path / "c.pt"))
-    assert set(state["filter"]) == {"global_threshold", "class_probs"}
+    state = read_checkpoint(save_atomic(first.state_dict(), tmp_path / "c.pt"))
+    assert set(state["method"]["self_training"]["filter"]) == {"global_threshold", "class_probs"}
     second = make_trainer(max_steps=6, seed=123, pseudo_filter=fresh())
     second.load_state_dict(state)
     second.fit()
@@ -113,6 +113,8 @@ def test_resumed_run_with_the_filter_is_bit_identical(tmp_path):
         strict=True,
     ):
         assert torch.equal(a, b)
-    assert torch.equal(straight.pseudo_filter.threshold(), second.pseudo_filter.threshold())
+    assert torch.equal(
+        straight.method.pseudo_filter.threshold(), second.method.pseudo_filter.threshold()
+    )
     # The state matters: it has moved away from the initial 1/C.
-    assert not torch.equal(straight.pseudo_filter.threshold(), fresh().threshold())
+    assert not torch.equal(straight.method.pseudo_filter.threshold(), fresh().threshold())

@@ -9,9 +9,9 @@ from conftest import make_trainer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s4seg.training.checkpoint import load_checkpoint, save_atomic
 from s4seg.filters import AndFilter, ClasswiseThreshold, DiscriminatorGate, filter_stats
 from s4seg.schedules import Linear
+from s4seg.training.checkpoint import read_checkpoint, save_atomic
 
 fast = settings(max_examples=20, deadline=None)
 
@@ -118,8 +118,10 @@ def test_resumed_run_inside_an_and_filter_is_bit_identical(tmp_path):
     straight.fit()
     first = make_trainer(max_steps=6, pseudo_filter=fresh())
     first.fit(until=3)
-    state = load_checkpoint(save_atomic(first.state_dict(), tmp_path / "c.pt"))
-    assert set(state["filter"]) == {"1"}  # only the stateful part, by position
+    state = read_checkpoint(save_atomic(first.state_dict(), tmp_path / "c.pt"))
+    assert set(state["method"]["self_training"]["filter"]) == {
+        "1"
+    }  # only the stateful part, by position
     second = make_trainer(max_steps=6, seed=123, pseudo_filter=fresh())
     second.load_state_dict(state)
     second.fit()
@@ -129,8 +131,13 @@ def test_resumed_run_inside_an_and_filter_is_bit_identical(tmp_path):
         strict=True,
     ):
         assert torch.equal(a, b)
-    s, r = straight.pseudo_filter.state_dict()["1"], second.pseudo_filter.state_dict()["1"]
+    s, r = (
+        straight.method.pseudo_filter.state_dict()["1"],
+        second.method.pseudo_filter.state_dict()["1"],
+    )
     assert torch.equal(s["learned"], r["learned"]) and torch.equal(s["unused"], r["unused"])
     assert float(s["unused"]) < 1.0  # the state moved: the check above can fail
     with pytest.raises(ValueError, match="same parts in the same order"):
-        AndFilter(DiscriminatorGate(0.2)).load_state_dict(state["filter"])
+        AndFilter(DiscriminatorGate(0.2)).load_state_dict(
+            state["method"]["self_training"]["filter"]
+        )

@@ -31,7 +31,7 @@ def numpy_entropy(logits: torch.Tensor) -> np.ndarray:
 
 
 def keep(f: EntropyPercentileFilter, logits: torch.Tensor, step: int = 0) -> torch.Tensor:
-    return f.decide(logits=logits, d_prob=None, step=step).pixel_keep
+    return f.decide(logits=logits, step=step).pixel_keep
 
 
 # --- hand-computed cases -----------------------------------------------------------------
@@ -51,7 +51,7 @@ def test_drops_the_most_uncertain_pixel():
     p = torch.tensor([[0.9, 0.5], [0.99, 0.7]], dtype=torch.float64)
     logits = torch.stack([p.log(), (1 - p).log()]).unsqueeze(0)  # (1, 2, 2, 2)
     assert pixel_entropy(logits)[0, 0, 1] == pytest.approx(math.log(2.0))
-    d = EntropyPercentileFilter(0.25).decide(logits=logits, d_prob=None, step=0)
+    d = EntropyPercentileFilter(0.25).decide(logits=logits, step=0)
     assert d.pixel_keep.tolist() == [[[True, False], [True, True]]]
     assert d.image_keep.tolist() == [True] and float(d.pixel_threshold) == 0.0
     assert keep(EntropyPercentileFilter(0.5), logits).tolist() == [[[True, False], [True, False]]]
@@ -87,9 +87,9 @@ def test_u2pl_schedule_and_bad_values():
     with pytest.raises(ValueError, match=r"not a percentage: 20% is 0.2\), got 20.0"):
         EntropyPercentileFilter(20)
     with pytest.raises(ValueError, match=r"drop at step 7 is 20.0, outside \[0, 1\]"):
-        EntropyPercentileFilter(lambda step: 20.0).decide(logits=logits, d_prob=None, step=7)
+        EntropyPercentileFilter(lambda step: 20.0).decide(logits=logits, step=7)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
-        EntropyPercentileFilter(0.2).decide(logits=torch.zeros(3, 4, 4), d_prob=None, step=0)
+        EntropyPercentileFilter(0.2).decide(logits=torch.zeros(3, 4, 4), step=0)
 
 
 def test_says_what_it_drops_and_reprs():

@@ -1,4 +1,4 @@
-"""TargetRateGate: keeps a fixed share of each batch by rank, so it cannot starve or flood."""
+"""TargetRateGate and TargetRateFilter: a fixed share of each batch by rank; cannot starve or flood."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s4seg.callbacks import Callback
-from s4seg.filters import AndFilter, PixelConfidenceFilter, TargetRateGate, filter_stats
+from s4seg.filters import (
+    AndFilter,
+    PixelConfidenceFilter,
+    TargetRateFilter,
+    TargetRateGate,
+    filter_stats,
+)
 from s4seg.filters.target_rate import kept_count
 from s4seg.schedules import Linear
 
@@ -37,7 +43,7 @@ def test_kept_count(rate, n, k):
 def test_image_gate_keeps_the_top_images_by_d_score():
     gate = TargetRateGate(0.5)
     d = gate.decide(
-        logits=torch.zeros(4, 3, 2, 2), d_prob=torch.tensor([0.1, 0.9, 0.5, 0.3]), step=0
+        logits=torch.zeros(4, 3, 2, 2), image_scores=torch.tensor([0.1, 0.9, 0.5, 0.3]), step=0
     )
     assert d.image_keep.tolist() == [False, True, True, False]
     assert float(d.image_threshold) == pytest.approx(0.5)  # the lowest kept score
@@ -48,10 +54,10 @@ def test_image_gate_keeps_the_top_images_by_d_score():
 def test_a_discriminator_that_rejects_everything_cannot_starve_it():
     # Scores all near 0: a 0.2 threshold keeps nothing, the rank still keeps ceil(q*B).
     d_prob = torch.tensor([1e-4, 3e-4, 2e-4, 5e-5])
-    d = TargetRateGate(0.25).decide(logits=torch.zeros(4, 2, 1, 1), d_prob=d_prob, step=0)
+    d = TargetRateGate(0.25).decide(logits=torch.zeros(4, 2, 1, 1), image_scores=d_prob, step=0)
     assert d.image_keep.tolist() == [False, True, False, False]
     # ... nor can one that accepts everything flood it.
-    d = TargetRateGate(0.5).decide(logits=torch.zeros(4, 2, 1, 1), d_prob=1 - d_prob, step=0)
+    d = TargetRateGate(0.5).decide(logits=torch.zeros(4, 2, 1, 1), image_scores=1 - d_prob, step=0)
     assert d.image_keep.tolist() == [True, False, False, True]
 
 
@@ -64,7 +70,7 @@ def two_class_logits(p: list[list[float]]) -> torch.Tensor:
 def test_pixel_gate_keeps_the_most_confident_pixels_of_the_batch():
     # Confidences max(p, 1-p): 0.9, 0.6 | 0.55, 0.8 -> top half: 0.9 and 0.8.
     logits = two_class_logits([[0.9, 0.4], [0.55, 0.2]])
-    d = TargetRateGate(0.5, by="pixel").decide(logits=logits, d_prob=None, step=0)
+    d = TargetRateFilter(0.5).decide(logits=logits, step=0)
     assert d.image_keep.tolist() == [True, True]
     assert float(d.pixel_threshold) == pytest.approx(0.8, abs=1e-6)
     stats = filter_stats(d, logits)
@@ -73,11 +79,11 @@ def test_pixel_gate_keeps_the_most_confident_pixels_of_the_batch():
 
 def test_rate_zero_keeps_nothing_and_one_keeps_everything():
     logits = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(0))
-    for by in ("image", "pixel"):
-        gate0, gate1 = TargetRateGate(0.0, by=by), TargetRateGate(1.0, by=by)
+    for kind in (TargetRateGate, TargetRateFilter):
+        gate0, gate1 = kind(0.0), kind(1.0)
         d_prob = torch.rand(3)
-        none = filter_stats(gate0.decide(logits=logits, d_prob=d_prob, step=0), logits)
-        every = filter_stats(gate1.decide(logits=logits, d_prob=d_prob, step=0), logits)
+        none = filter_stats(gate0.decide(logits=logits, image_scores=d_prob, step=0), logits)
+        every = filter_stats(gate1.decide(logits=logits, image_scores=d_prob, step=0), logits)
         assert int(none.pixels_kept) == 0
         assert int(every.pixels_kept) == 3 * 25
 
@@ -86,14 +92,14 @@ def test_scheduled_rate():
     gate = TargetRateGate(Linear(0.25, 0.75, steps=10))
     d_prob = distinct_scores(4)
     logits = torch.zeros(4, 2, 1, 1)
-    assert int(gate.decide(logits=logits, d_prob=d_prob, step=0).image_keep.sum()) == 1
-    assert int(gate.decide(logits=logits, d_prob=d_prob, step=10).image_keep.sum()) == 3
+    assert int(gate.decide(logits=logits, image_scores=d_prob, step=0).image_keep.sum()) == 1
+    assert int(gate.decide(logits=logits, image_scores=d_prob, step=10).image_keep.sum()) == 3
 
 
 def test_combines_with_a_pixel_filter():
     logits = two_class_logits([[0.95, 0.6], [0.97, 0.99]])
     both = AndFilter(TargetRateGate(0.5), PixelConfidenceFilter(0.9))
-    d = both.decide(logits=logits, d_prob=torch.tensor([0.8, 0.1]), step=0)
+    d = both.decide(logits=logits, image_scores=torch.tensor([0.8, 0.1]), step=0)
     assert d.image_keep.tolist() == [True, False]
     assert float(d.image_threshold) == pytest.approx(0.8)
     assert int(filter_stats(d, logits).pixels_kept) == 1  # 0.95 of image 0 only
@@ -101,19 +107,22 @@ def test_combines_with_a_pixel_filter():
 
 def test_says_what_it_ranks_and_reprs():
     assert "top 0.5 fraction of each batch by discriminator D(fake)" in TargetRateGate().thresholds
-    assert "by max softmax probability" in TargetRateGate(0.2, by="pixel").thresholds
-    assert repr(TargetRateGate(0.2, by="pixel")) == "TargetRateGate(rate=0.2, by='pixel')"
+    assert "by max softmax probability" in TargetRateFilter(0.2).thresholds
+    assert repr(TargetRateFilter(0.2)) == "TargetRateFilter(rate=0.2)"
+    assert repr(TargetRateGate(0.3)) == "TargetRateGate(rate=0.3)"
 
 
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"rate must be in \[0, 1\].*got 20.0"):
         TargetRateGate(20)
-    with pytest.raises(ValueError, match="'image' or 'pixel'"):
-        TargetRateGate(0.5, by="images")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="by='pixel'"):
-        TargetRateGate(0.5).decide(logits=torch.zeros(2, 2, 1, 1), d_prob=None, step=0)
+    with pytest.raises(ValueError, match=r"TargetRateFilter rate must be in \[0, 1\]"):
+        TargetRateFilter(-0.1)
+    with pytest.raises(ValueError, match="TargetRateFilter to rank pixels"):
+        TargetRateGate(0.5).decide(logits=torch.zeros(2, 2, 1, 1), step=0)
     with pytest.raises(ValueError, match=r"shape \(B,\)=\(2,\)"):
-        TargetRateGate(0.5).decide(logits=torch.zeros(2, 2, 1, 1), d_prob=torch.ones(2, 1), step=0)
+        TargetRateGate(0.5).decide(
+            logits=torch.zeros(2, 2, 1, 1), image_scores=torch.ones(2, 1), step=0
+        )
 
 
 # --- against a plain reference -----------------------------------------------------------
@@ -124,7 +133,7 @@ def test_pixel_cut_off_matches_a_sort():
     conf = logits.softmax(1).amax(1).flatten().sort(descending=True).values
     for rate in (0.1, 0.33, 0.5, 0.9):
         k = math.ceil(rate * conf.numel())
-        d = TargetRateGate(rate, by="pixel").decide(logits=logits, d_prob=None, step=0)
+        d = TargetRateFilter(rate).decide(logits=logits, step=0)
         assert float(d.pixel_threshold) == pytest.approx(float(conf[k - 1]), abs=1e-6)
         assert int(filter_stats(d, logits).pixels_kept) == k
 
@@ -137,7 +146,7 @@ def test_pixel_cut_off_matches_a_sort():
 def test_keeps_exactly_ceil_q_b_images_never_zero_when_q_positive(b, q, seed):
     d = TargetRateGate(q).decide(
         logits=torch.zeros(b, 2, 1, 1),
-        d_prob=torch.rand(b, generator=torch.Generator().manual_seed(seed)),
+        image_scores=torch.rand(b, generator=torch.Generator().manual_seed(seed)),
         step=0,
     )
     kept = int(d.image_keep.sum())
@@ -153,8 +162,8 @@ def test_monotone_in_the_rate(b, q1, q2, seed):
     lo, hi = sorted((q1, q2))
     d_prob = distinct_scores(b, seed)
     logits = torch.zeros(b, 2, 1, 1)
-    keep_lo = TargetRateGate(lo).decide(logits=logits, d_prob=d_prob, step=0).image_keep
-    keep_hi = TargetRateGate(hi).decide(logits=logits, d_prob=d_prob, step=0).image_keep
+    keep_lo = TargetRateGate(lo).decide(logits=logits, image_scores=d_prob, step=0).image_keep
+    keep_hi = TargetRateGate(hi).decide(logits=logits, image_scores=d_prob, step=0).image_keep
     assert bool((keep_lo <= keep_hi).all())  # what a lower rate keeps, a higher one keeps too
 
 
@@ -162,7 +171,7 @@ def test_monotone_in_the_rate(b, q1, q2, seed):
 @given(q=st.floats(0.01, 1.0), seed=st.integers(0, 99))
 def test_pixel_gate_keeps_at_least_its_share(q, seed):
     logits = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
-    d = TargetRateGate(q, by="pixel").decide(logits=logits, d_prob=None, step=0)
+    d = TargetRateFilter(q).decide(logits=logits, step=0)
     assert int(filter_stats(d, logits).pixels_kept) >= kept_count(q, 32)
 
 

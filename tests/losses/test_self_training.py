@@ -28,7 +28,7 @@ def batch() -> torch.Tensor:
 def test_gate_hand_computed() -> None:
     logits = batch().requires_grad_()
     gate = DiscriminatorGate(0.5)
-    d = gate.decide(logits=logits, d_prob=torch.tensor([0.7, 0.3]), step=0)
+    d = gate.decide(logits=logits, image_scores=torch.tensor([0.7, 0.3]), step=0)
     loss, stats = SelfTrainingLoss()(logits, d)
     # Image 0 kept, every pixel: a -> class 0, CE -log(3/4); b -> tie, class 0, CE log 2.
     assert loss.item() == pytest.approx((-math.log(0.75) + math.log(2.0)) / 2, rel=1e-6)
@@ -43,7 +43,7 @@ def test_gate_hand_computed() -> None:
 def test_and_filter_hand_computed_and_normalizations() -> None:
     logits = batch()
     d = AndFilter(DiscriminatorGate(0.2), PixelConfidenceFilter(0.6)).decide(
-        logits=logits, d_prob=torch.tensor([0.7, 0.3]), step=0
+        logits=logits, image_scores=torch.tensor([0.7, 0.3]), step=0
     )
     # Both images pass the gate; confident pixels: a (0.75) and c (0.9).
     ce_a, ce_c = -math.log(0.75), -math.log(0.9)
@@ -55,7 +55,7 @@ def test_and_filter_hand_computed_and_normalizations() -> None:
 
 def test_nothing_kept_is_zero_without_nan() -> None:
     logits = torch.randn(3, 4, 2, 2, requires_grad=True)
-    d = DiscriminatorGate(0.9).decide(logits=logits, d_prob=torch.full((3,), 0.1), step=0)
+    d = DiscriminatorGate(0.9).decide(logits=logits, image_scores=torch.full((3,), 0.1), step=0)
     loss, stats = SelfTrainingLoss()(logits, d)
     loss.backward()
     assert loss.item() == 0.0
@@ -66,7 +66,7 @@ def test_nothing_kept_is_zero_without_nan() -> None:
 def test_teacher_gives_targets_and_student_gets_gradient() -> None:
     student = torch.zeros(1, 2, 1, 2, requires_grad=True)
     teacher = torch.tensor([[[[5.0, -5.0]], [[0.0, 0.0]]]], requires_grad=True)
-    d = PixelConfidenceFilter(0.9).decide(logits=student, d_prob=None, step=0)
+    d = PixelConfidenceFilter(0.9).decide(logits=student, step=0)
     loss, stats = SelfTrainingLoss()(student, d, teacher_logits=teacher)
     # Teacher pixel 0: p0 = sigmoid(5) > 0.9, class 0; pixel 1: p1 = sigmoid(5), class 1.
     assert stats.pixels_kept.item() == 2
@@ -118,7 +118,7 @@ def test_matches_reference(b, c, h, w, seed, tg, tp) -> None:
     if ((conf - tp).abs() < 1e-5).any():
         tp = min(tp + 2e-5, 1.0) if tp < 0.5 else tp - 2e-5
     f = AndFilter(DiscriminatorGate(tg), PixelConfidenceFilter(tp))
-    d = f.decide(logits=logits, d_prob=d_prob, step=0)
+    d = f.decide(logits=logits, image_scores=d_prob, step=0)
     loss, stats = SelfTrainingLoss()(logits, d)
     ref_logits = logits.detach().clone().requires_grad_()
     ref, n = reference(ref_logits, d_prob > tg, tp)

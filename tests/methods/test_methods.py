@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_trainer
+from conftest import assert_resume_is_bit_identical, make_trainer
 
-from s4seg.data.views import WeakStrongViews
 from s4seg.callbacks import Callback
-from s4seg.training.checkpoint import load_checkpoint, save_atomic
+from s4seg.data.views import WeakStrongViews
 from s4seg.filters import ConfidenceMapFilter, DiscriminatorGate, PixelConfidenceFilter
 from s4seg.methods import (
     METHODS,
@@ -19,8 +18,7 @@ from s4seg.methods import (
     Supervised,
     build_method,
 )
-from s4seg.models.discriminator import FMDiscriminator
-from s4seg.models.pixel_discriminator import PixelDiscriminator
+from s4seg.models import FMDiscriminator, PixelDiscriminator
 
 
 def _methods():
@@ -28,9 +26,9 @@ def _methods():
         "supervised": lambda: Supervised(),
         "s4gan": lambda: S4GAN(),
         "s4gan_honest": lambda: S4GAN(real_smoothing=0.1, real_noise=0.05, fake_sharpen=0.5),
-        "advsemiseg": lambda: AdvSemiSeg(semi_start=2),
-        "mean_teacher": lambda: MeanTeacher(tau=0.5),
-        "fixmatch": lambda: FixMatch(tau=0.5),
+        "advsemiseg": lambda: AdvSemiSeg(start_step=2),
+        "mean_teacher": lambda: MeanTeacher(threshold=0.5),
+        "fixmatch": lambda: FixMatch(threshold=0.5),
     }
 
 
@@ -63,12 +61,11 @@ def test_each_method_trains_logs_and_evaluates(key) -> None:
         assert {"d_auc_accuracy", "d_auc_entropy"} <= set(rec.eval[-1])
     if key == "advsemiseg":
         assert {"loss_adv", "loss_d", "d_fake_mean"} <= set(last)
-        assert isinstance(t.discriminator, PixelDiscriminator)
-        assert isinstance(t.pseudo_filter, ConfidenceMapFilter)
+        assert isinstance(t.method.discriminator, PixelDiscriminator)
+        assert isinstance(t.method.pseudo_filter, ConfidenceMapFilter)
     if key in ("mean_teacher", "fixmatch"):
-        assert t.discriminator is None
-        assert isinstance(t.pseudo_filter, PixelConfidenceFilter)
-        # The teacher moved with the student but is not the student.
+        assert "discriminator" not in t.method.modules()
+        assert isinstance(t.method.pseudo_filter, PixelConfidenceFilter)
         teacher = t.method.teacher.model
         assert not any(p.requires_grad for p in teacher.parameters())
         assert not teacher.training
@@ -77,8 +74,8 @@ def test_each_method_trains_logs_and_evaluates(key) -> None:
 def test_defaults_by_name() -> None:
     assert set(METHODS) == {"s4gan", "supervised", "advsemiseg", "mean_teacher", "fixmatch"}
     t = make_trainer(method="s4gan")
-    assert isinstance(t.method, S4GAN) and isinstance(t.pseudo_filter, DiscriminatorGate)
-    assert isinstance(t.discriminator, FMDiscriminator)
+    assert isinstance(t.method, S4GAN) and isinstance(t.method.pseudo_filter, DiscriminatorGate)
+    assert isinstance(t.method.discriminator, FMDiscriminator)
     assert isinstance(build_method("fixmatch").views, WeakStrongViews)
     assert build_method("mean_teacher").views is None
     with pytest.raises(ValueError, match="did you mean 'fixmatch'"):
@@ -101,37 +98,35 @@ def test_missing_loader_is_named() -> None:
 
 @pytest.mark.parametrize(
     "factory",
-    [lambda: FixMatch(tau=0.5), lambda: AdvSemiSeg(semi_start=1), lambda: S4GAN(real_noise=0.1)],
-    ids=["fixmatch", "advsemiseg", "s4gan_noise"],
+    [
+        lambda: FixMatch(threshold=0.5),
+        lambda: MeanTeacher(threshold=0.5),
+        lambda: AdvSemiSeg(start_step=1),
+        lambda: S4GAN(real_noise=0.1),
+    ],
+    ids=["fixmatch", "mean_teacher", "advsemiseg", "s4gan_noise"],
 )
 def test_resume_is_bit_identical(tmp_path, factory) -> None:
-    straight = make_trainer(method_object=factory(), max_steps=6)
-    straight.fit()
-    first = make_trainer(method_object=factory(), max_steps=6)
-    first.fit(until=3)
-    path = save_atomic(first.state_dict(), tmp_path / "ckpt.pt")
-    torch.rand(100)  # disturb the global RNG: the checkpoint restores it
-    second = make_trainer(method_object=factory(), max_steps=6, seed=99)
-    second.load_state_dict(load_checkpoint(path))
-    second.fit()
-    models = [(straight.generator, second.generator)]
-    if straight.discriminator is not None:
-        models.append((straight.discriminator, second.discriminator))
-    if isinstance(straight.method, MeanTeacher):
-        models.append((straight.method.teacher, second.method.teacher))
-    for a, b in models:
-        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
-            assert torch.equal(x, y), name
+    assert_resume_is_bit_identical(tmp_path, factory)
+
+
+def test_the_teacher_moves_with_the_student_and_stays_apart() -> None:
+    t = make_trainer(method_object=MeanTeacher(threshold=0.5, max_decay=0.5), max_steps=4)
+    before = [p.clone() for p in t.method.teacher.model.parameters()]
+    t.fit()
+    after = list(t.method.teacher.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    student = dict(t.generator.named_parameters())
+    # An EMA at decay 0.5 lags the student: it is neither where it began nor the student.
+    assert any(not torch.equal(p, student[n]) for n, p in t.method.teacher.model.named_parameters())
 
 
 def test_teacher_checkpoint_is_required_on_resume(tmp_path) -> None:
     s4 = make_trainer(method="supervised", max_steps=2)
     state = s4.state_dict()
-    mt = make_trainer(method="supervised", max_steps=2)
-    mt.method = MeanTeacher()
-    mt.method.setup(mt)
+    mt = make_trainer(method_object=MeanTeacher(), max_steps=2)
     with pytest.raises(ValueError, match="teacher"):
-        mt.load_state_dict(state)
+        mt.load_state_dict({**state, "method_settings": mt.method.settings()})
 
 
 def test_s4gan_options_are_checked() -> None:
@@ -139,5 +134,9 @@ def test_s4gan_options_are_checked() -> None:
         S4GAN(fake_sharpen=2.0)
     with pytest.raises(ValueError, match="real_smoothing"):
         S4GAN(real_smoothing=1.5)
-    with pytest.raises(ValueError, match="lambda_semi"):
-        AdvSemiSeg(lambda_semi=-1)
+    with pytest.raises(ValueError, match="lambda_st"):
+        AdvSemiSeg(lambda_st=-1)
+    with pytest.raises(ValueError, match="lr_d"):
+        S4GAN(lr_d=-1e-4)
+    with pytest.raises(ValueError, match="d_update_interval"):
+        AdvSemiSeg(d_update_interval=0)

@@ -18,7 +18,7 @@ from scipy.stats import mannwhitneyu
 from torch import Tensor, nn
 
 from s4seg.methods.s4gan_diagnostics import discriminator_diagnostics, rank_auc
-from s4seg.models.discriminator import sharpen
+from s4seg.models.discriminator_inputs import sharpen
 
 fast = settings(max_examples=25, deadline=None)
 IGNORE = 255

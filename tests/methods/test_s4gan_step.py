@@ -5,17 +5,17 @@ from __future__ import annotations
 import torch
 from conftest import make_trainer
 
+from s4seg.models.discriminator_inputs import discriminator_input, one_hot_labels
 from s4seg.training.lr_schedule import poly_lr_factor
-from s4seg.models.discriminator import discriminator_input, one_hot_labels
 from s4seg.training.optim import set_lr_factor
 
 
 def _spelled_out_step(t) -> None:
     """CE; predict unlabelled; frozen D; gate + ST (none at step 0); FM; G; then D."""
-    cfg, g, d = t.config, t.generator, t.discriminator
+    cfg, g, d, d_opt = t.config, t.generator, t.method.discriminator, t.method.d_optimizer
     factor = poly_lr_factor(t.step, cfg.max_steps, cfg.poly_power, cfg.warmup_steps)
     set_lr_factor(t.g_optimizer, factor)
-    set_lr_factor(t.d_optimizer, factor)
+    set_lr_factor(d_opt, factor)
     g.train()
     lab = next(t.loaders["labelled"])
     loss_ce = t.ce(g(lab["image"]), lab["mask"])
@@ -46,9 +46,9 @@ def _spelled_out_step(t) -> None:
     loss_d = (
         bce(real_logit, torch.ones_like(real_logit)) + bce(fake_logit, torch.zeros_like(fake_logit))
     ) / 2
-    t.d_optimizer.zero_grad(set_to_none=True)
+    d_opt.zero_grad(set_to_none=True)
     loss_d.backward()
-    t.d_optimizer.step()
+    d_opt.step()
     t.step += 1
 
 
@@ -60,7 +60,7 @@ def test_s4gan_method_step_is_the_specified_step() -> None:
         _spelled_out_step(manual)
     for a, b in (
         (fitted.generator, manual.generator),
-        (fitted.discriminator, manual.discriminator),
+        (fitted.method.discriminator, manual.method.discriminator),
     ):
         for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             # FM's mean |diff| here vs the module: same maths, float rounding may differ.

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from s4seg.schedules import Linear
 from s4seg.methods.teacher import EMATeacher, unwrap_model
+from s4seg.schedules import Linear
 
 fast = settings(max_examples=25, deadline=None)
 

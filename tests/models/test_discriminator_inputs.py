@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s4seg.models import one_hot_labels
-from s4seg.models.discriminator import sharpen, soften_one_hot
+from s4seg.models.discriminator_inputs import sharpen, soften_one_hot
 
 fast = settings(max_examples=25, deadline=None)
 

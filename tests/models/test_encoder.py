@@ -1,4 +1,4 @@
-"""TimmEncoder and load_checkpoint: shapes against timm itself, strides, errors, checkpoints."""
+"""TimmEncoder and load_weights: shapes against timm itself, strides, errors, checkpoints."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from s4seg.models import TimmEncoder
-from s4seg.models.encoder import load_checkpoint
+from s4seg.models.encoder import load_weights
 
 
 @cache
@@ -152,7 +152,7 @@ def test_file_without_a_state_dict_is_refused(tmp_path) -> None:
     path = tmp_path / "list.pth"
     torch.save([1, 2, 3], path)
     with pytest.raises(ValueError, match="not a state_dict"):
-        load_checkpoint(nn.Linear(2, 2), path)
+        load_weights(nn.Linear(2, 2), path)
 
 
 def test_offline_pretrained_weights_load_through_timm(tmp_path) -> None:

@@ -11,10 +11,11 @@ from conftest import SIZE, TinyGenerator, make_trainer
 from torch.utils.data import Subset
 
 from s4seg.callbacks import Callback, default_callbacks
-from s4seg.training.checkpoint import load_checkpoint, save_atomic
 from s4seg.data import InfiniteLoader, SyntheticShapes, Unlabelled
 from s4seg.filters import PixelConfidenceFilter
+from s4seg.methods import S4GAN
 from s4seg.models import FMDiscriminator
+from s4seg.training.checkpoint import read_checkpoint, save_atomic
 from s4seg.training.trainer import Trainer, TrainerConfig
 
 
@@ -81,7 +82,7 @@ def test_resumed_cpu_run_is_bit_identical(tmp_path):
     # Disturb the global RNG: the checkpoint must restore it.
     torch.rand(100)
     second = make_trainer(max_steps=6, seed=123)
-    second.load_state_dict(load_checkpoint(path))
+    second.load_state_dict(read_checkpoint(path))
     assert second.step == 3
     second.fit()
     for a, b in zip(
@@ -91,8 +92,8 @@ def test_resumed_cpu_run_is_bit_identical(tmp_path):
     ):
         assert torch.equal(a, b)
     for a, b in zip(
-        straight.discriminator.state_dict().values(),
-        second.discriminator.state_dict().values(),
+        straight.method.discriminator.state_dict().values(),
+        second.method.discriminator.state_dict().values(),
         strict=True,
     ):
         assert torch.equal(a, b)
@@ -107,8 +108,10 @@ def test_run_folder_has_logs_events_checkpoints_and_config(tmp_path):
     assert (tmp_path / "checkpoints" / "last.pt").exists()
     assert (tmp_path / "checkpoints" / "best.pt").exists()
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["trainer"]["lambda_fm"] == 0.1
-    assert "image" in config["parts"]["pseudo_filter_thresholds"]
+    assert config["method"]["class"] == "S4GAN"
+    assert config["method"]["settings"]["lambda_fm"] == 0.1
+    assert config["method"]["settings"]["lr_d"] == 1e-4
+    assert "image" in config["method"]["parts"]["pseudo_filter_thresholds"]
     best_step = t.restore_best()
     assert best_step == t.best_step
 
@@ -132,7 +135,7 @@ def test_supervised_method_trains_without_discriminator():
     rec = Recorder()
     t = make_trainer([rec], method="supervised")
     t.fit()
-    assert t.discriminator is None
+    assert t.method.modules() == {} and t.method.optimizers() == {}
     assert "loss_d" not in rec.logs[0] and "st_images_kept" not in rec.logs[0]
 
 
@@ -174,9 +177,9 @@ def test_generator_and_discriminator_classes_must_agree():
             TinyGenerator(6),
             loader,
             unlabelled_loader=loader,
-            d_loader=loader,
-            discriminator=FMDiscriminator(4),
+            loaders={"d": loader},
             config=TrainerConfig(device="cpu"),
+            method=S4GAN(discriminator=FMDiscriminator(4)),
         )
 
 
@@ -186,7 +189,7 @@ def test_checkpoint_from_another_config_lists_the_mismatches(tmp_path):
     other = make_trainer(lambda_fm=0.5, lr_d=1e-5)
     with pytest.raises(ValueError) as info:
         other.load_checkpoint(path)
-    assert "lambda_fm: checkpoint 0.1, now 0.5" in str(info.value)
+    assert "method lambda_fm: checkpoint 0.1, now 0.5" in str(info.value)
     assert "lr_d" in str(info.value)
 
 
@@ -233,8 +236,7 @@ def test_empty_loader_is_a_clear_error():
 
 def test_gate_threshold_is_logged_on_the_discriminator_probability():
     rec = Recorder()
-    t = make_trainer([rec])
-    t.pseudo_filter = PixelConfidenceFilter(0.5)
+    t = make_trainer([rec], pseudo_filter=PixelConfidenceFilter(0.5))
     t.fit()
     assert rec.logs[-1]["pixel_threshold"] == pytest.approx(0.5)
     assert all(math.isfinite(r["loss_st"]) for r in rec.logs)
@@ -262,5 +264,5 @@ def test_compiled_generator_trains_like_the_eager_one():
         make_trainer(method="supervised"),
         make_trainer(method="supervised", compile_generator=True),
     )
-    assert type(b._g).__name__ == "OptimizedModule"
+    assert type(b.train_generator).__name__ == "OptimizedModule"
     torch.testing.assert_close(a.train_step()["loss_ce"], b.train_step()["loss_ce"])

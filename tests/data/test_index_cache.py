@@ -1,7 +1,7 @@
 """FolderDataset's optional index cache (``cache=``): hits, invalidation, damaged files.
 
 Files made in a test are seconds old, and a folder modified less than 3 s before it is
-listed is never trusted (see ``_RACY_NS``). ``age`` sets the folders' mtimes a minute
+listed is never trusted (see ``RACY_NS``). ``age`` sets the folders' mtimes a minute
 back, as for a dataset that has been sitting on disk; a test that changes a folder
 after that ages it again before it expects a hit.
 """
@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import s4seg.data.folder as folder_module
+import s4seg.data.index_cache as index_cache
 from s4seg.data import FolderDataset
-from s4seg.data.folder import _RACY_NS, _PackedNames
+from s4seg.data.index_cache import RACY_NS, PackedNames
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (3, 4)) -> None:
@@ -116,7 +117,7 @@ def test_file_format_hand_checked(tmp_path: Path) -> None:
         meta = json.loads(npz["meta"].tobytes())
     assert meta["count"] == 2 and meta["mtimes_ns"] == [mtime] and meta["labelled"] is False
     assert meta["folders"] == [os.path.abspath(tmp_path / "images")]
-    assert meta["listed_ns"] >= mtime + _RACY_NS
+    assert meta["listed_ns"] >= mtime + RACY_NS
     warm = FolderDataset(tmp_path, labelled=False, cache=True)
     assert warm.cache_hit and warm.stem(1) == "bé"
 
@@ -162,7 +163,7 @@ def test_missing_mask_folder_still_raises_the_helpful_error(root: Path) -> None:
 
 def test_folder_modified_just_before_listing_is_not_trusted(root: Path) -> None:
     images, masks = root / "images", root / "masks"
-    age(images, masks, seconds=_RACY_NS / 1e9 / 3)  # 1 s ago: inside the window
+    age(images, masks, seconds=RACY_NS / 1e9 / 3)  # 1 s ago: inside the window
     FolderDataset(root, cache=True)
     assert FolderDataset(root, cache=True).cache_hit is False
     age(images, masks)
@@ -326,7 +327,7 @@ def test_damaged_cache_is_rebuilt_with_a_warning(root: Path, damage) -> None:
 
 def test_other_format_version_is_rebuilt_silently(root: Path, monkeypatch) -> None:
     FolderDataset(root, cache=True)
-    monkeypatch.setattr(folder_module, "_CACHE_FORMAT", 2)
+    monkeypatch.setattr(index_cache, "CACHE_FORMAT", 2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert FolderDataset(root, cache=True).cache_hit is False
@@ -347,11 +348,11 @@ def test_cache_file_is_a_zip_of_plain_arrays(root: Path) -> None:
 
 def test_packed_names_ascii_and_unicode_paths_agree() -> None:
     for names in (["a.png", "bb.png"], ["a.png", "bé.png", "日本.png"], []):
-        packed = _PackedNames(names)
+        packed = PackedNames(names)
         assert [packed[i] for i in range(len(names))] == names
         lengths = [len(n.encode()) for n in names]
         assert packed.offsets.tolist() == np.concatenate([[0], np.cumsum(lengths)]).tolist()
-        again = _PackedNames.from_buffers(packed.blob, packed.offsets)
+        again = PackedNames.from_buffers(packed.blob, packed.offsets)
         assert [again[i] for i in range(len(names))] == names
 
 

@@ -36,7 +36,7 @@ def two_class_logits(p: list[list[float]]) -> torch.Tensor:
 def test_gate_keeps_images_strictly_above_threshold() -> None:
     logits = torch.zeros(4, 3, 2, 2)
     gate = DiscriminatorGate(0.2)
-    d = gate.decide(logits=logits, d_prob=torch.tensor([0.5, 0.2, 0.19, 0.9]), step=0)
+    d = gate.decide(logits=logits, image_scores=torch.tensor([0.5, 0.2, 0.19, 0.9]), step=0)
     # 0.2 is not > 0.2: the original S4GAN code used a strict comparison.
     assert d.image_keep.tolist() == [True, False, False, True]
     assert d.pixel_threshold.item() == 0.0
@@ -48,7 +48,7 @@ def test_gate_keeps_images_strictly_above_threshold() -> None:
 def test_gate_keeps_every_pixel_of_a_kept_image() -> None:
     # Very unsure pixels (confidence 1/3 with 3 equal logits) are still kept by the gate.
     logits = torch.zeros(2, 3, 4, 5)
-    d = DiscriminatorGate(0.5).decide(logits=logits, d_prob=torch.tensor([0.6, 0.4]), step=0)
+    d = DiscriminatorGate(0.5).decide(logits=logits, image_scores=torch.tensor([0.6, 0.4]), step=0)
     stats = filter_stats(d, logits)
     assert stats.images_kept.item() == 1
     assert stats.images_total.item() == 2
@@ -60,7 +60,7 @@ def test_pixel_filter_keeps_confident_pixels_of_all_images() -> None:
     # Confidences: image 0 -> 0.95, 0.6; image 1 -> 0.9 (kept, >=), 0.3 (max prob 0.7).
     logits = two_class_logits([[0.95, 0.6], [0.9, 0.3]])
     f = PixelConfidenceFilter(0.9)
-    d = f.decide(logits=logits, d_prob=None, step=0)
+    d = f.decide(logits=logits, step=0)
     assert d.image_keep.tolist() == [True, True]
     assert d.pixel_threshold.item() == pytest.approx(0.9)
     assert d.image_scores is None and d.image_threshold is None
@@ -72,7 +72,7 @@ def test_pixel_filter_keeps_confident_pixels_of_all_images() -> None:
 
 def test_pixel_filter_threshold_equal_to_confidence_is_kept() -> None:
     logits = torch.zeros(1, 2, 1, 3)  # confidence exactly 0.5 everywhere
-    d = PixelConfidenceFilter(0.5).decide(logits=logits, d_prob=None, step=0)
+    d = PixelConfidenceFilter(0.5).decide(logits=logits, step=0)
     assert filter_stats(d, logits).pixels_kept.item() == 3
 
 
@@ -80,7 +80,7 @@ def test_and_filter_combines() -> None:
     logits = two_class_logits([[0.95, 0.6], [0.9, 0.3], [0.99, 0.99]])
     d_prob = torch.tensor([0.8, 0.1, 0.3])
     f = AndFilter(DiscriminatorGate(0.2), PixelConfidenceFilter(0.9))
-    d = f.decide(logits=logits, d_prob=d_prob, step=0)
+    d = f.decide(logits=logits, image_scores=d_prob, step=0)
     assert d.image_keep.tolist() == [True, False, True]
     assert d.pixel_threshold.item() == pytest.approx(0.9)  # max(0, 0.9)
     assert d.image_threshold == 0.2
@@ -94,25 +94,25 @@ def test_scheduled_thresholds() -> None:
     logits = torch.zeros(3, 2, 1, 1)
     d_prob = torch.tensor([0.1, 0.15, 0.3])
     gate = DiscriminatorGate(Linear(0.2, 0.05, steps=100))
-    assert gate.decide(logits=logits, d_prob=d_prob, step=0).image_keep.tolist() == [
+    assert gate.decide(logits=logits, image_scores=d_prob, step=0).image_keep.tolist() == [
         False,
         False,
         True,
     ]
     # step 50: threshold 0.125
-    d = gate.decide(logits=logits, d_prob=d_prob, step=50)
+    d = gate.decide(logits=logits, image_scores=d_prob, step=50)
     assert d.image_threshold == pytest.approx(0.125)
     assert d.image_keep.tolist() == [False, True, True]
     pix = PixelConfidenceFilter(Step({0: 0.95, 10: 0.5}))
-    assert filter_stats(pix.decide(logits=logits, d_prob=None, step=0), logits).pixels_kept == 0
-    assert filter_stats(pix.decide(logits=logits, d_prob=None, step=10), logits).pixels_kept == 3
+    assert filter_stats(pix.decide(logits=logits, step=0), logits).pixels_kept == 0
+    assert filter_stats(pix.decide(logits=logits, step=10), logits).pixels_kept == 3
 
 
 def test_decision_gives_same_counts_as_self_training_op() -> None:
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 4, 5, 6, generator=g) * 3
     d = AndFilter(DiscriminatorGate(0.4), PixelConfidenceFilter(0.7)).decide(
-        logits=logits, d_prob=torch.tensor([0.5, 0.3, 0.9]), step=0
+        logits=logits, image_scores=torch.tensor([0.5, 0.3, 0.9]), step=0
     )
     _, op_stats = confidence_masked_cross_entropy(
         logits, d.pixel_threshold, image_keep=d.image_keep, backend="reference"
@@ -125,7 +125,7 @@ def test_decision_gives_same_counts_as_self_training_op() -> None:
 def test_filter_stats_uses_teacher() -> None:
     student = torch.zeros(1, 2, 1, 2)  # confidence 0.5
     teacher = two_class_logits([[0.99, 0.6]])
-    d = PixelConfidenceFilter(0.9).decide(logits=student, d_prob=None, step=0)
+    d = PixelConfidenceFilter(0.9).decide(logits=student, step=0)
     assert filter_stats(d, student).pixels_kept.item() == 0
     assert filter_stats(d, student, teacher_logits=teacher).pixels_kept.item() == 1
 
@@ -160,10 +160,10 @@ def test_thresholds_text_and_repr() -> None:
 
 def test_gate_needs_d_prob() -> None:
     with pytest.raises(ValueError, match="needs discriminator probabilities"):
-        DiscriminatorGate().decide(logits=torch.zeros(2, 3, 4, 4), d_prob=None, step=0)
+        DiscriminatorGate().decide(logits=torch.zeros(2, 3, 4, 4), step=0)
     with pytest.raises(ValueError, match="needs discriminator probabilities"):
         AndFilter(DiscriminatorGate(), PixelConfidenceFilter()).decide(
-            logits=torch.zeros(2, 3, 4, 4), d_prob=None, step=0
+            logits=torch.zeros(2, 3, 4, 4), step=0
         )
 
 
@@ -171,18 +171,18 @@ def test_gate_validates_d_prob() -> None:
     gate = DiscriminatorGate()
     logits = torch.zeros(2, 3, 4, 4)
     with pytest.raises(ValueError, match=r"shape \(B,\)=\(2,\).*\(2, 1\).*reshape"):
-        gate.decide(logits=logits, d_prob=torch.full((2, 1), 0.5), step=0)
+        gate.decide(logits=logits, image_scores=torch.full((2, 1), 0.5), step=0)
     with pytest.raises(ValueError, match=r"\(3,\)"):
-        gate.decide(logits=logits, d_prob=torch.full((3,), 0.5), step=0)
+        gate.decide(logits=logits, image_scores=torch.full((3,), 0.5), step=0)
     with pytest.raises(ValueError, match="sigmoid"):
-        gate.decide(logits=logits, d_prob=torch.tensor([-2.0, 3.0]), step=0)
+        gate.decide(logits=logits, image_scores=torch.tensor([-2.0, 3.0]), step=0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        gate.decide(logits=logits, d_prob=torch.tensor([float("nan"), 0.5]), step=0)
+        gate.decide(logits=logits, image_scores=torch.tensor([float("nan"), 0.5]), step=0)
     with pytest.raises(TypeError, match="float"):
-        gate.decide(logits=logits, d_prob=torch.tensor([0, 1]), step=0)
+        gate.decide(logits=logits, image_scores=torch.tensor([0, 1]), step=0)
     # The check can be switched off (no host sync); then out-of-range scores just gate.
     loose = DiscriminatorGate(0.2, check_range=False)
-    d = loose.decide(logits=logits, d_prob=torch.tensor([-2.0, 3.0]), step=0)
+    d = loose.decide(logits=logits, image_scores=torch.tensor([-2.0, 3.0]), step=0)
     assert d.image_keep.tolist() == [False, True]
 
 
@@ -196,9 +196,9 @@ def test_threshold_outside_unit_interval(cls, bad) -> None:
 def test_schedule_going_out_of_range_is_caught_at_decide() -> None:
     f = PixelConfidenceFilter(lambda step: 0.5 + step)  # a custom callable schedule
     logits = torch.zeros(1, 2, 1, 1)
-    assert f.decide(logits=logits, d_prob=None, step=0).pixel_threshold.item() == 0.5
+    assert f.decide(logits=logits, step=0).pixel_threshold.item() == 0.5
     with pytest.raises(ValueError, match=r"step 1 is 1\.5"):
-        f.decide(logits=logits, d_prob=None, step=1)
+        f.decide(logits=logits, step=1)
 
 
 def test_other_bad_input() -> None:
@@ -207,10 +207,10 @@ def test_other_bad_input() -> None:
     with pytest.raises(TypeError, match="decide"):
         AndFilter(0.2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
-        PixelConfidenceFilter().decide(logits=torch.zeros(2, 3), d_prob=None, step=0)
+        PixelConfidenceFilter().decide(logits=torch.zeros(2, 3), step=0)
     with pytest.raises(ValueError, match="step must be >= 0"):
-        PixelConfidenceFilter().decide(logits=torch.zeros(1, 2, 1, 1), d_prob=None, step=-1)
-    d = PixelConfidenceFilter().decide(logits=torch.zeros(2, 2, 1, 1), d_prob=None, step=0)
+        PixelConfidenceFilter().decide(logits=torch.zeros(1, 2, 1, 1), step=-1)
+    d = PixelConfidenceFilter().decide(logits=torch.zeros(2, 2, 1, 1), step=0)
     with pytest.raises(ValueError, match="B=3"):
         filter_stats(d, torch.zeros(3, 2, 1, 1))
     with pytest.raises(ValueError, match="bool"):
@@ -238,7 +238,7 @@ unit = st.floats(0.0, 1.0, allow_nan=False)
 
 
 def _counts(f, logits, d_prob) -> tuple[int, int, torch.Tensor]:
-    d = f.decide(logits=logits, d_prob=d_prob, step=0)
+    d = f.decide(logits=logits, image_scores=d_prob, step=0)
     s = filter_stats(d, logits)
     return int(s.images_kept), int(s.pixels_kept), d.image_keep
 
@@ -292,7 +292,7 @@ def test_counts_agree(batch, tg, tp) -> None:
 @given(batches(), unit)
 def test_pixel_filter_counts_match_naive_softmax(batch, t) -> None:
     logits, _ = batch
-    d = PixelConfidenceFilter(t).decide(logits=logits, d_prob=None, step=0)
+    d = PixelConfidenceFilter(t).decide(logits=logits, step=0)
     conf = torch.softmax(logits.double(), dim=1).amax(dim=1)
     naive = int((conf >= t).sum())
     got = int(filter_stats(d, logits).pixels_kept)

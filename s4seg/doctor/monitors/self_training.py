@@ -1,0 +1,234 @@
+"""Self-training monitors: nothing kept (starved), or everything kept (flooded)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from s4seg.doctor.findings import Finding
+from s4seg.doctor.records import (
+    Record,
+    filter_text,
+    fixed,
+    has_gate,
+    median_of,
+    number_at,
+    numbers_of,
+    runs_where,
+    share_kept,
+    total_of,
+    train_records,
+    window_start,
+)
+from s4seg.doctor.remedies import (
+    class_count,
+    discriminator_remedies,
+    pixel_starved_remedies,
+)
+
+__all__ = ["SelfTrainingFlooded", "SelfTrainingStarved"]
+
+
+@dataclass(frozen=True)
+class SelfTrainingStarved:
+    """No pseudo-label kept for ``steps`` steps: self-training has stopped.
+
+    Args:
+        steps: how long nothing may be kept before it is a finding.
+        max_kept: images kept per log window that still count as "nothing".
+    """
+
+    steps: int = 500
+    max_kept: int = 0
+    code: ClassVar[str] = "st_starved"
+
+    def check(self, history: Sequence[Record]) -> list[Finding]:
+        recs = [r for r in train_records(history) if number_at(r, "st_images_kept") is not None]
+        findings = []
+        for i, j in runs_where(recs, lambda r: r["st_images_kept"] <= self.max_kept):
+            start = window_start(recs, i)
+            if recs[j - 1]["step"] - start >= self.steps:
+                findings.append(self._finding(history, recs, i, j, start))
+        return findings
+
+    def _finding(
+        self, history: Sequence[Record], recs: list[Record], i: int, j: int, start: int
+    ) -> Finding:
+        run, before = recs[i:j], recs[:i]
+        first, last = run[0]["step"], run[-1]["step"]
+        images, pixels = total_of(run, "st_images_total"), total_of(run, "st_pixels_total")
+        per_window = run[-1].get("st_images_total")
+        window = run[-1].get("window_steps")
+        bound = "= 0" if self.max_kept == 0 else f"<= {self.max_kept}"
+        seen = (
+            f"st_images_kept {bound} in every log window from step {first} to {last} "
+            f"({last - start} steps): {total_of(run, 'st_images_kept'):,} of {images:,} unlabelled "
+            f"images and {total_of(run, 'st_pixels_kept'):,} of {pixels:,} pixels got a pseudo-label. "
+            f"The count is images, not pixels: st_images_kept counts the images (of "
+            f"{per_window} per window of {window} steps) with at least one pseudo-labelled "
+            f"pixel; the pixels are st_pixels_kept."
+        )
+        if before:
+            seen += f" Before step {first}: {share_kept(before[-5:])} in the last windows."
+        evidence: dict[str, Any] = {
+            "images_seen": images,
+            "pixels_seen": pixels,
+            "images_kept": total_of(run, "st_images_kept"),
+            "pixels_kept": total_of(run, "st_pixels_kept"),
+            "steps": last - start,
+        }
+        gate_passed = total_of(run, "gate_images_passed")
+        if has_gate(run) and gate_passed <= self.max_kept:
+            seen += " No image got through the image gate: 0 is not a verdict on pixel confidence."
+            cause, remedies = self._gate_cause(history, run, before, evidence)
+        else:
+            thr = median_of(numbers_of(run, "pixel_threshold"))
+            evidence.update(cause="pixel_threshold", pixel_threshold=thr)
+            passed = f" {gate_passed} images passed the image gate, but" if has_gate(run) else ""
+            cause = (
+                f"The pixel filter keeps a pixel when its max softmax probability is >= "
+                f"{fixed(thr, 2)} (filter: {filter_text(history) or 'see config.json'}).{passed} "
+                f"no pixel reached it: the model is not that confident yet, or the bar is "
+                f"too high for this task."
+            )
+            remedies = pixel_starved_remedies(history, thr)
+        return Finding(
+            code=self.code,
+            severity="warning",
+            title="self-training starved: no pseudo-label kept",
+            seen=seen,
+            cause=cause,
+            remedies=remedies,
+            first_step=first,
+            last_step=last,
+            evidence=evidence,
+        )
+
+    @staticmethod
+    def _gate_cause(
+        history: Sequence[Record],
+        run: list[Record],
+        before: list[Record],
+        evidence: dict[str, Any],
+    ) -> tuple[str, list[str]]:
+        t = median_of(numbers_of(run, "gate_threshold"))
+        p50 = median_of(numbers_of(run, "d_fake_p50"))
+        p90 = max(numbers_of(run, "d_fake_p90"), default=None)
+        real = median_of(numbers_of(run, "d_real_p50"))
+        loss_d = numbers_of(run, "loss_d")
+        evidence.update(
+            cause="image_gate",
+            gate_threshold=t,
+            d_fake_p50=p50,
+            d_fake_p90_max=p90,
+            d_real_p50=real,
+            loss_d_last=loss_d[-1] if loss_d else None,
+            loss_d_mean=statistics.fmean(loss_d) if loss_d else None,
+        )
+        filt = filter_text(history)
+        parts = [
+            f"The image gate thresholds the discriminator's probability per image, "
+            f"D(fake) > {fixed(t, 2)}, not the softmax confidence of pixels"
+            + (f" (filter: {filt})" if filt else "")
+            + f". It passed 0 images in these steps, so every D(fake) score was <= {fixed(t, 2)}"
+        ]
+        if p50 is not None:
+            parts.append(f"D(fake) median {fixed(p50)}, p90 at most {fixed(p90)} over these steps")
+        if real is not None:
+            parts.append(f"D(real) median {fixed(real)}")
+        if loss_d:
+            trend = f"loss_d {fixed(loss_d[-1])} at step {run[-1]['step']}"
+            earlier = [
+                (r["step"], number_at(r, "loss_d")) for r in before if number_at(r, "loss_d")
+            ]
+            if earlier:
+                step, value = max(earlier, key=lambda sv: sv[1] or 0.0)
+                trend += f" (down from {fixed(value)} at step {step})"
+            parts.append(trend)
+        cause = (
+            "; ".join(parts)
+            + " -> the discriminator rejects every prediction. It separates predictions from "
+            "ground truth (a discriminator can win on the softness of predicted probabilities "
+            "alone), so no image passes, whatever its pixels look like. Lowering the gate "
+            "threshold (e.g. to 0.05) only delays the same starvation: rebalance the "
+            "discriminator, or rank images instead of thresholding them."
+        )
+        return cause, discriminator_remedies(history, since=run[0]["step"])
+
+
+@dataclass(frozen=True)
+class SelfTrainingFlooded:
+    """Every pixel kept for ``steps`` steps: the filter does not filter.
+
+    Args:
+        steps: how long everything may be kept before it is a finding.
+        min_fraction: kept pixel fraction that counts as "everything".
+    """
+
+    steps: int = 500
+    min_fraction: float = 1.0
+    code: ClassVar[str] = "st_flooded"
+
+    def check(self, history: Sequence[Record]) -> list[Finding]:
+        recs = [r for r in train_records(history) if number_at(r, "st_pixels_frac") is not None]
+        findings = []
+        for i, j in runs_where(recs, lambda r: r["st_pixels_frac"] >= self.min_fraction - 1e-12):
+            start = window_start(recs, i)
+            if recs[j - 1]["step"] - start < self.steps:
+                continue
+            run = recs[i:j]
+            first, last = run[0]["step"], run[-1]["step"]
+            seen = (
+                f"st_pixels_frac >= {self.min_fraction} in every log window from step {first} to "
+                f"{last} ({last - start} steps): {share_kept(run)} were kept, wrong "
+                f"predictions included."
+            )
+            if has_gate(run):
+                t = median_of(numbers_of(run, "gate_threshold"))
+                p10 = min(numbers_of(run, "d_fake_p10"), default=None)
+                cause = (
+                    f"The image gate (D(fake) > {fixed(t, 2)}) passed every image"
+                    + (f": D(fake) p10 never fell below {fixed(p10)}" if p10 is not None else "")
+                    + ". A fresh or collapsed discriminator scores about 0.5 and passes a low "
+                    "threshold with every image, so the gate carries no information about "
+                    "which predictions are right."
+                )
+                remedies = [
+                    "AndFilter(DiscriminatorGate(0.2), PixelConfidenceFilter(0.9)): keep only "
+                    "the confident pixels of the images the gate passes",
+                    "TargetRateGate(rate=0.5): keep the top half of each batch by D score; "
+                    "a rank cannot flood",
+                    "DiscriminatorGate(threshold=Linear(0.2, 0.5, steps=5000)): raise the bar "
+                    "as the discriminator learns",
+                ]
+                evidence: dict[str, Any] = {"cause": "image_gate", "gate_threshold": t}
+            else:
+                thr = median_of(numbers_of(run, "pixel_threshold"))
+                cause = (
+                    f"The pixel threshold is {fixed(thr, 2)} on max softmax probability: every "
+                    f"pixel reaches it, so nothing is filtered."
+                )
+                remedies = [
+                    "PixelConfidenceFilter(0.9): keep pixels with max softmax >= 0.9",
+                    "TargetRateFilter(rate=0.5): keep the most confident half of "
+                    "the pixels of each batch",
+                    f"SelfAdaptiveThreshold(num_classes={class_count(history)}): a threshold "
+                    f"that follows the model's confidence",
+                ]
+                evidence = {"cause": "pixel_threshold", "pixel_threshold": thr}
+            findings.append(
+                Finding(
+                    code=self.code,
+                    severity="warning",
+                    title="self-training flooded: every pseudo-label kept",
+                    seen=seen,
+                    cause=cause,
+                    remedies=remedies,
+                    first_step=first,
+                    last_step=last,
+                    evidence=evidence,
+                )
+            )
+        return findings

@@ -1,0 +1,190 @@
+"""Queries over a run's log records, and the formatting the findings share.
+
+The records are those of ``run_dir/metrics.jsonl`` (``"kind": "train"`` every
+``log_interval`` steps, ``"kind": "eval"`` at each evaluation), optionally preceded by
+a ``{"kind": "config", "trainer": {...}, "method": {...}, "parts": {...}}`` record (the
+content of ``config.json``) that lets remedies quote the run's own settings.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+__all__ = [
+    "LN2",
+    "LOSSES",
+    "Record",
+    "best_eval",
+    "bridge_runs",
+    "config_record",
+    "eval_records",
+    "filter_text",
+    "fixed",
+    "has_gate",
+    "median_of",
+    "method_class",
+    "method_parts",
+    "method_settings",
+    "number_at",
+    "numbers_of",
+    "percent",
+    "record_kind",
+    "run_config",
+    "runs_where",
+    "share_kept",
+    "short",
+    "total_of",
+    "train_records",
+    "window_start",
+]
+
+LOSSES = ("loss_ce", "loss_fm", "loss_st", "loss_d")
+LN2 = math.log(2.0)
+Record = dict[str, Any]
+T = TypeVar("T")
+
+
+def record_kind(record: Record) -> str:
+    if "kind" in record:
+        return str(record["kind"])
+    # Records straight from Callback.on_log / on_eval_end carry no kind.
+    return "eval" if "miou" in record and "loss_ce" not in record else "train"
+
+
+def train_records(history: Sequence[Record]) -> list[Record]:
+    """The ``"train"`` records, in log order."""
+    return [r for r in history if record_kind(r) == "train" and "step" in r]
+
+
+def eval_records(history: Sequence[Record]) -> list[Record]:
+    """The ``"eval"`` records, in log order."""
+    return [r for r in history if record_kind(r) == "eval" and "step" in r and "miou" in r]
+
+
+def config_record(history: Sequence[Record]) -> Record:
+    for r in reversed(history):
+        if record_kind(r) == "config":
+            return r
+    return {}
+
+
+def run_config(history: Sequence[Record]) -> dict[str, Any]:
+    """The trainer config of the last ``"config"`` record ({} when there is none)."""
+    return dict(config_record(history).get("trainer") or {})
+
+
+def method_settings(history: Sequence[Record]) -> dict[str, Any]:
+    """The method's settings of the last ``"config"`` record ({} when there are none)."""
+    method = config_record(history).get("method")
+    return dict(method.get("settings") or {}) if isinstance(method, dict) else {}
+
+
+def method_parts(history: Sequence[Record]) -> dict[str, Any]:
+    record = config_record(history)
+    method = record.get("method")
+    if isinstance(method, dict) and method.get("parts"):
+        return dict(method["parts"])
+    return dict(record.get("parts") or {})  # a run folder of s4seg before the method seam
+
+
+def method_class(history: Sequence[Record]) -> str:
+    """The class a remedy's settings belong to: the run's method, else S4GAN."""
+    method = config_record(history).get("method")
+    if isinstance(method, dict) and method.get("class"):
+        return str(method["class"])
+    return "S4GAN"
+
+
+def filter_text(history: Sequence[Record]) -> str | None:
+    parts = method_parts(history)
+    return parts.get("pseudo_filter_thresholds") or parts.get("pseudo_filter")
+
+
+def number_at(record: Record, key: str) -> float | None:
+    """A finite number from ``record``, else None."""
+    v = record.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def numbers_of(records: Sequence[Record], key: str) -> list[float]:
+    return [v for v in (number_at(r, key) for r in records) if v is not None]
+
+
+def median_of(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def runs_where(items: Sequence[T], pred: Callable[[T], bool]) -> list[tuple[int, int]]:
+    """``[i, j)`` index ranges of maximal consecutive items satisfying ``pred``."""
+    out, start = [], None
+    for i, r in enumerate(items):
+        if pred(r):
+            start = i if start is None else start
+        elif start is not None:
+            out.append((start, i))
+            start = None
+    if start is not None:
+        out.append((start, len(items)))
+    return out
+
+
+def bridge_runs(runs: list[tuple[int, int]], max_gap: int) -> list[tuple[int, int]]:
+    """Join runs separated by at most ``max_gap`` items (a condition that flickers)."""
+    out: list[tuple[int, int]] = []
+    for i, j in runs:
+        if out and i - out[-1][1] <= max_gap:
+            out[-1] = (out[-1][0], j)
+        else:
+            out.append((i, j))
+    return out
+
+
+def window_start(records: Sequence[Record], i: int) -> int:
+    """The step at which the window of record ``i`` began."""
+    r = records[i]
+    if "window_steps" in r:
+        return int(r["step"]) - int(r["window_steps"])
+    return int(records[i - 1]["step"]) if i > 0 else 0
+
+
+def fixed(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def short(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def percent(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
+
+
+def total_of(records: Sequence[Record], key: str) -> int:
+    return int(sum(numbers_of(records, key)))
+
+
+def best_eval(history: Sequence[Record], before: int | None = None) -> Record | None:
+    evals = [
+        e
+        for e in eval_records(history)
+        if number_at(e, "miou") is not None and (before is None or e["step"] <= before)
+    ]
+    return max(evals, key=lambda e: e["miou"]) if evals else None
+
+
+def has_gate(records: Sequence[Record]) -> bool:
+    return any("gate_threshold" in r for r in records)
+
+
+def share_kept(records: Sequence[Record]) -> str:
+    kept, total = total_of(records, "st_images_kept"), total_of(records, "st_images_total")
+    px, px_total = total_of(records, "st_pixels_kept"), total_of(records, "st_pixels_total")
+    return (
+        f"{kept:,} of {total:,} images ({percent(kept, total)}) and {px:,} of {px_total:,} pixels "
+        f"({percent(px, px_total)})"
+    )

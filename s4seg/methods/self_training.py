@@ -1,0 +1,136 @@
+"""The self-training part that methods compose: a filter, the loss, when it starts, its weight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from s4seg.checks import check_count, check_real
+from s4seg.filters import PseudoLabelFilter
+from s4seg.losses import SelfTrainingLoss
+from s4seg.methods.base import StepContext
+from s4seg.ops import PseudoLabelStats
+from s4seg.ops.reference import NORMALIZATIONS
+
+__all__ = ["SelfTraining"]
+
+
+class SelfTraining:
+    """Self-training on the pseudo-labels a filter keeps, from ``start_step`` on.
+
+    S4GAN (on its own predictions, gated by its discriminator), AdvSemiSeg (on its
+    own predictions, where the discriminator's map trusts them), the mean teacher,
+    FixMatch and UniMatch (on a teacher's or the weak view's predictions) all have
+    this term; each composes one of these.
+
+    Before ``start_step`` the loss is 0 and nothing is counted as kept, without
+    asking the filter. From then on the filter decides on the logits that make the
+    pseudo-labels (a teacher's, when given), and
+    :class:`~s4seg.losses.SelfTrainingLoss` computes the loss on the student's
+    logits through the fused op.
+
+    Args:
+        pseudo_filter: decides which images and pixels teach.
+        lambda_st: the weight of the term in the generator's loss (the method applies it).
+        start_step: the first step with self-training.
+        normalize: divide the summed loss by the ``"selected"`` pixels (S4GAN), the
+            ``"valid"`` pixels (UniMatch and its FixMatch) or ``"all"`` pixels.
+    """
+
+    def __init__(
+        self,
+        pseudo_filter: PseudoLabelFilter,
+        *,
+        lambda_st: float = 1.0,
+        start_step: int = 0,
+        normalize: str = "selected",
+    ) -> None:
+        if not callable(getattr(pseudo_filter, "decide", None)):
+            raise TypeError(
+                f"pseudo_filter must be a filter with a decide() method (s4seg.filters), got "
+                f"{pseudo_filter!r}"
+            )
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        self.pseudo_filter = pseudo_filter
+        self.lambda_st = check_real(lambda_st, "lambda_st", low=0.0, hint="0 turns it off")
+        self.start_step = check_count(start_step, "start_step")
+        self.normalize = normalize
+        self.loss: SelfTrainingLoss | None = None
+
+    def setup(self, ctx: StepContext) -> None:
+        """Build the loss with the run's ignore index."""
+        self.loss = SelfTrainingLoss(ctx.ignore_index, normalize=self.normalize)
+
+    def active(self, step: int) -> bool:
+        """Whether self-training runs at ``step``."""
+        return step >= self.start_step
+
+    def __call__(
+        self,
+        ctx: StepContext,
+        logits: Tensor,
+        *,
+        teacher_logits: Tensor | None = None,
+        image_scores: Tensor | None = None,
+        pixel_scores: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """The unweighted loss and its log values (``loss_st``, the counts, thresholds).
+
+        Args:
+            ctx: the step context.
+            logits: the student's logits; the only input that gets a gradient.
+            teacher_logits: logits that make the pseudo-labels instead (no gradient).
+            image_scores: one score per image for an image gate (D's probability).
+            pixel_scores: one score per pixel for a pixel-mask filter (D's map).
+
+        Shape:
+            logits, teacher_logits: (B, C, H, W). image_scores: (B,).
+            pixel_scores: (B, H, W).
+        """
+        if self.loss is None:
+            raise RuntimeError("SelfTraining.setup(ctx) must run before the first step")
+        logs: dict[str, Any] = {}
+        if not self.active(ctx.step):
+            loss = logits.new_zeros((), dtype=torch.float32)
+            stats = PseudoLabelStats.from_mask(torch.zeros_like(logits[:, 0], dtype=torch.bool))
+        else:
+            source = teacher_logits if teacher_logits is not None else logits.detach()
+            decision = self.pseudo_filter.decide(
+                logits=source, step=ctx.step, image_scores=image_scores, pixel_scores=pixel_scores
+            )
+            loss, stats = self.loss(logits, decision, teacher_logits=teacher_logits)
+            if decision.image_threshold is not None:  # an image gate decided
+                logs["gate_threshold"] = decision.image_threshold
+                logs["gate_images_passed"] = decision.image_keep.sum()
+                logs["gate_images_total"] = decision.image_keep.numel()
+            logs["pixel_threshold"] = decision.pixel_threshold.float().mean()
+        logs.update(loss_st=loss.detach(), stats=stats)
+        return loss, logs
+
+    def settings(self) -> dict[str, Any]:
+        """The part's settings, for config.json."""
+        return {
+            "lambda_st": self.lambda_st,
+            "start_step": self.start_step,
+            "normalize": self.normalize,
+        }
+
+    def parts(self) -> dict[str, Any]:
+        """The filter's repr and what it thresholds, in which unit."""
+        return {
+            "pseudo_filter": repr(self.pseudo_filter),
+            "pseudo_filter_thresholds": getattr(self.pseudo_filter, "thresholds", None),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The filter's state (adaptive thresholds), if it has one."""
+        state = getattr(self.pseudo_filter, "state_dict", None)
+        return {"filter": state()} if callable(state) else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        if "filter" in state:
+            self.pseudo_filter.load_state_dict(state["filter"])  # type: ignore[attr-defined]
