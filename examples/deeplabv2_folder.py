@@ -134,7 +134,7 @@ def main() -> None:
         config=s4seg.TrainerConfig(  # the paper's defaults except max_steps
             max_steps=args.max_steps,
             eval_interval=min(1000, args.max_steps),
-            eval_window=args.crop_size,
+            eval_tile=args.crop_size,
             device=args.device,
         ),
         callbacks=s4seg.default_callbacks(args.out, extra_config={"example": vars(args)}),

@@ -9,8 +9,8 @@ the script writes the run's report (``report.md`` and plots) into the run folder
     python examples/doctor_demo.py                    # about a minute on 2 CPU cores
     python examples/doctor_demo.py --max-steps 20     # the wiring only
     python examples/doctor_demo.py --rollback         # ask for a rollback (only to a checkpoint from before D won)
-    python examples/doctor_demo.py --backbone resnet18 --image-size 64 --window-steps 100
-    s4seg report runs/doctor_demo --window-steps 20   # the report again, any time
+    python examples/doctor_demo.py --backbone resnet18 --image-size 64 --duration-steps 100
+    s4seg report runs/doctor_demo --duration-steps 20   # the report again, any time
 
 The default generator is a small conv net (``--backbone tiny``) so that the failure
 shows within a minute on a CPU; any timm name works too. Batch size 4, as in the
@@ -56,7 +56,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2.5e-4, help="generator SGD lr (S4GAN: 2.5e-4)")
     p.add_argument("--lr-d", type=float, default=1e-3, help="discriminator lr: 10x S4GAN's 1e-4")
     p.add_argument("--st-threshold", type=float, default=0.2, help="gate on D(fake) probability")
-    p.add_argument("--window-steps", type=int, default=20, help="doctor's starvation window")
+    p.add_argument("--duration-steps", type=int, default=20, help="doctor's starvation window")
     p.add_argument("--rollback", action="store_true", help="restore best.pt and slow D 10x")
     p.add_argument("--out", type=Path, default=Path("runs/doctor_demo"))
     p.set_defaults(backbone="tiny", image_size=32, batch_size=4, val_size=32, threads=2)
@@ -70,7 +70,7 @@ def main() -> None:
         generator: nn.Module = TinySegNet(splits.num_classes)
     else:
         generator = s4seg.create_generator(args.backbone, splits.num_classes, output_stride=8)
-    doctor = Doctor(run_dir=args.out, window_steps=args.window_steps, rollback=args.rollback)
+    doctor = Doctor(run_dir=args.out, duration_steps=args.duration_steps, rollback=args.rollback)
     trainer = s4seg.Trainer(
         generator,
         **loaders(splits, args.batch_size, args.seed),
@@ -91,7 +91,7 @@ def main() -> None:
         callbacks=[*s4seg.default_callbacks(args.out, progress=False), doctor],
     )
     trainer.fit()
-    report = write_report(args.out, window_steps=args.window_steps)
+    report = write_report(args.out, duration_steps=args.duration_steps)
     print(f"{len(doctor.findings)} findings; report: {report}")
 
 

@@ -131,7 +131,11 @@ class ProgressBar(Callback):
 
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         self.last_eval = f"  val_mIoU {metrics['miou']:.3f} (best {metrics['best_miou']:.3f})"
-        self.bar.write(f"step {metrics['step']}: val mIoU {metrics['miou']:.4f}{self.last_eval}")
+        # tqdm.write goes to stdout unless told: keep the eval lines with the bar.
+        self.bar.write(
+            f"step {metrics['step']}: val mIoU {metrics['miou']:.4f}{self.last_eval}",
+            file=self.bar.fp,
+        )
 
     def on_fit_end(self, trainer: Trainer) -> None:
         self.bar.close()

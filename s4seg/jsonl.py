@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from s4seg.atomic import write_atomic
 
 __all__ = ["append_jsonl", "read_jsonl", "rewrite_jsonl"]
 
@@ -75,15 +76,9 @@ def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
 
 def rewrite_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
     """Replace the file's records atomically: a kill during the write loses nothing."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            for record in records:
-                f.write(json.dumps(record, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(f: IO[Any]) -> None:
+        for record in records:
+            f.write(json.dumps(record, default=str) + "\n")
+
+    write_atomic(path, write, binary=False)

@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path, help="the run folder (holds metrics.jsonl)")
     report.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR)")
     report.add_argument(
-        "--window-steps",
+        "--duration-steps",
         type=int,
         default=500,
         help="steps of starvation/flooding that make a finding (default 500; scales the "
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             path = write_report(
-                args.run_dir, args.out, window_steps=args.window_steps, plots=not args.no_plots
+                args.run_dir, args.out, duration_steps=args.duration_steps, plots=not args.no_plots
             )
         except (FileNotFoundError, ValueError) as err:
             print(f"s4seg report: {err}", file=sys.stderr)

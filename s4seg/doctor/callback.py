@@ -49,10 +49,10 @@ class Doctor(Callback):
       set ``trainer.should_stop`` (after any rollback has been used up).
 
     Args:
-        monitors: the checks; default :func:`default_monitors` with ``window_steps``.
+        monitors: the checks; default :func:`default_monitors` with ``duration_steps``.
         run_dir: folder for ``doctor.jsonl``; on resume, its records up to the
             resumed step seed the history (findings already reported stay quiet).
-        window_steps: scales the step-based limits of the default monitors.
+        duration_steps: scales the step-based limits of the default monitors.
         early_stop: stop training on a ``stop_on`` finding.
         stop_on: severities and/or codes that stop the run.
         rollback: restore the best checkpoint on a ``rollback_on`` finding.
@@ -66,7 +66,7 @@ class Doctor(Callback):
         monitors: Sequence[Monitor] | None = None,
         *,
         run_dir: str | Path | None = None,
-        window_steps: int = 500,
+        duration_steps: int = 500,
         early_stop: bool = False,
         stop_on: Iterable[str] = ("critical",),
         rollback: bool = False,
@@ -78,7 +78,7 @@ class Doctor(Callback):
             raise ValueError(f"lr_d_factor must be > 0, got {lr_d_factor}; 0.1 slows D 10x")
         if max_rollbacks < 0:
             raise ValueError(f"max_rollbacks must be >= 0, got {max_rollbacks}")
-        self.monitors = list(monitors) if monitors is not None else default_monitors(window_steps)
+        self.monitors = list(monitors) if monitors is not None else default_monitors(duration_steps)
         for m in self.monitors:
             if not callable(getattr(m, "check", None)):
                 raise TypeError(f"monitors must have a check(history) method, got {m!r}")

@@ -81,7 +81,7 @@ def write_report(
     out_dir: str | Path | None = None,
     *,
     monitors: Sequence[Monitor] | None = None,
-    window_steps: int = 500,
+    duration_steps: int = 500,
     plots: bool = True,
 ) -> Path:
     """Write ``report.md`` (and the PNG plots) for a run; returns the report's path.
@@ -90,13 +90,13 @@ def write_report(
         run_dir: the run folder.
         out_dir: where to write (default: ``run_dir``).
         monitors: the checks (default :func:`s4seg.doctor.default_monitors`).
-        window_steps: scales the default monitors' step limits (see there).
+        duration_steps: scales the default monitors' step limits (see there).
         plots: also write the PNG plots (needs matplotlib).
     """
     run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
-    monitors = list(monitors) if monitors is not None else default_monitors(window_steps)
+    monitors = list(monitors) if monitors is not None else default_monitors(duration_steps)
     findings = merge_findings(run_monitors(run.history, monitors), run.doctor)
     names = write_plots(run, out) if plots else []
     path = out / "report.md"

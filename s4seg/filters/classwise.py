@@ -30,7 +30,8 @@ class ClasswiseThreshold:
     Pseudo Labeling", NeurIPS 2021. Each class's "learning effect" ``sigma_c`` is the
     share of unlabelled pixels predicted as ``c`` with confidence above the fixed
     threshold ``tau``; normalised, ``beta_c = sigma_c / max(max_k sigma_k, unused)``
-    (``unused`` is the share below ``tau``: FlexMatch's threshold warm-up), mapped by
+    (``unused`` is the share below ``tau``; FlexMatch calls counting it "threshold
+    warm-up", here ``count_unused``), mapped by
     ``M(x) = x / (2 - x)`` (convex) or ``M(x) = x`` (linear), it gives the class's
     threshold ``T_c = M(beta_c) * tau``. Classes the model predicts confidently often
     keep a bar near ``tau``; rare or hard classes get a lower one.
@@ -39,7 +40,7 @@ class ClasswiseThreshold:
     unlabelled sample; here that would be one entry per pixel of the data set, so
     ``sigma`` and ``unused`` are exponential moving averages of per-batch pixel
     shares instead. They start at "nothing learnt yet" (``sigma = 0``,
-    ``unused = 1``), so, as in FlexMatch with warm-up, the thresholds start near 0
+    ``unused = 1``), so, as in FlexMatch with ``count_unused``, the thresholds start near 0
     and rise as the model becomes confident. The state is updated on every call of
     :meth:`decide` (once per training step) and saved by :meth:`state_dict`.
 
@@ -54,8 +55,8 @@ class ClasswiseThreshold:
         threshold: the fixed threshold ``tau`` in [0, 1], or a schedule of it.
         momentum: EMA momentum of the per-class shares, in [0, 1).
         mapping: ``"convex"`` (``x / (2 - x)``, FlexMatch's default) or ``"linear"``.
-        warmup: include the unused share in the normalisation (FlexMatch's
-            threshold warm-up); without it the best-learnt class always gets ``tau``.
+        count_unused: include the unused share in the normalisation (FlexMatch's
+            "threshold warm-up"); without it the best-learnt class always gets ``tau``.
     """
 
     def __init__(
@@ -65,7 +66,7 @@ class ClasswiseThreshold:
         *,
         momentum: float = 0.99,
         mapping: Literal["convex", "linear"] = "convex",
-        warmup: bool = True,
+        count_unused: bool = True,
     ) -> None:
         self.num_classes = _num_classes_arg("ClasswiseThreshold", num_classes)
         self.threshold = _threshold_arg("ClasswiseThreshold", threshold)
@@ -73,7 +74,7 @@ class ClasswiseThreshold:
         if mapping not in ("convex", "linear"):
             raise ValueError(f"mapping must be 'convex' or 'linear', got {mapping!r}")
         self.mapping = mapping
-        self.warmup = bool(warmup)
+        self.count_unused = bool(count_unused)
         self.learned = torch.zeros(self.num_classes, dtype=torch.float32)
         self.unused = torch.ones((), dtype=torch.float32)
 
@@ -89,7 +90,7 @@ class ClasswiseThreshold:
     def class_thresholds(self, tau: float) -> Tensor:
         """The (C,) thresholds for the fixed threshold ``tau`` (a copy, in [0, tau])."""
         top = self.learned.max()
-        if self.warmup:
+        if self.count_unused:
             top = torch.maximum(top, self.unused)
         beta = (self.learned / top.clamp_min(torch.finfo(torch.float32).tiny)).clamp_(0.0, 1.0)
         mapped = beta / (2.0 - beta) if self.mapping == "convex" else beta
@@ -157,5 +158,5 @@ class ClasswiseThreshold:
         return (
             f"ClasswiseThreshold(num_classes={self.num_classes}, "
             f"threshold={_describe(self.threshold)}, momentum={self.momentum}, "
-            f"mapping={self.mapping!r}, warmup={self.warmup})"
+            f"mapping={self.mapping!r}, count_unused={self.count_unused})"
         )

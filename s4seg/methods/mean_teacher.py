@@ -44,7 +44,7 @@ class MeanTeacher(Method):
         normalize: how the self-training loss is averaged (see
             :class:`~s4seg.methods.self_training.SelfTraining`).
         decay: EMA decay of the teacher (None: ``min(1 - 1/(t+1), max_decay)``).
-        max_decay: cap of that warm-up rule.
+        max_decay: cap of that decay ramp.
         views: weak/strong views of the unlabelled batch, made on the device.
         seed: seed of the views' random generator (its state is checkpointed).
     """

@@ -56,7 +56,7 @@ def discriminator_diagnostics(
     max_batches: int | None = None,
     fake_transform: Callable[[Tensor], Tensor] | None = None,
     background_index: int | None = 0,
-    window: int | None = None,
+    tile: int | None = None,
 ) -> dict[str, float]:
     """Whether the discriminator's score ranks predictions by correctness or by softness.
 
@@ -94,7 +94,7 @@ def discriminator_diagnostics(
             (e.g. ``lambda p: sharpen(p, 0.5)``), so D is judged on its own inputs.
         background_index: class that is not an object (None: every class is an
             object, and the object accuracy is the pixel accuracy).
-        window: sliding-window inference with this window (see
+        tile: tiled (sliding-window) inference with this tile side (see
             :func:`s4seg.models.inference.predict_logits`); None runs whole images.
 
     Returns:
@@ -102,7 +102,7 @@ def discriminator_diagnostics(
         accuracy split over the images that have object pixels), ``d_auc_real_fake``
         (how well D(real) > D(fake) separates ground truth from predictions, over all
         pairs), and, prefixed ``diag_`` so that evaluation records never mix them
-        up with the training window's D scores: ``diag_d_real_mean``,
+        up with the training log window's D scores: ``diag_d_real_mean``,
         ``diag_d_fake_mean``, ``diag_accuracy_mean``, ``diag_object_accuracy_mean``
         (means of the per-image values), ``diag_entropy_mean`` and ``diag_images``
         (images scored). Means and AUCs are NaN without images.
@@ -136,7 +136,7 @@ def discriminator_diagnostics(
                 device=device,
                 fake_transform=fake_transform,
                 background_index=background_index,
-                window=window,
+                tile=tile,
             ).items():
                 columns[key].append(value)
     finally:
@@ -184,7 +184,7 @@ def _score_batch(
     device: torch.device,
     fake_transform: Callable[[Tensor], Tensor] | None,
     background_index: int | None,
-    window: int | None,
+    tile: int | None,
 ) -> dict[str, Tensor]:
     """Per-image columns of one batch, restricted to images with a valid pixel."""
     if not isinstance(batch, dict) or "image" not in batch or "mask" not in batch:
@@ -196,7 +196,7 @@ def _score_batch(
     image = batch["image"].to(device)
     mask = batch["mask"].to(device)
     real = one_hot_labels(mask, num_classes, ignore_index)  # also validates the mask
-    logits = predict_logits(generator, image, window).float()
+    logits = predict_logits(generator, image, tile).float()
     if logits.shape[1] != num_classes:
         raise ValueError(
             f"the generator returns {logits.shape[1]} classes, num_classes is {num_classes}; "

@@ -70,7 +70,7 @@ class EMATeacher(nn.Module):
     parameter, with decay ``d = decay_at(step)``. By default
     ``d = min(1 - 1 / (step + 1), max_decay)``: 0 at step 0 (the teacher becomes the
     student) and then a running mean of the student's weights until it reaches
-    ``max_decay`` (the warm-up of the mean-teacher paper).
+    ``max_decay`` (the decay ramp of the mean-teacher paper).
 
     The teacher stays in eval mode (``.train()`` leaves it there) and never needs
     gradients, so batch-norm normalizes with running statistics. Those statistics
@@ -85,8 +85,8 @@ class EMATeacher(nn.Module):
     Args:
         student: the model to follow; a DDP / ``torch.compile`` wrapper is unwrapped.
         decay: a constant in [0, 1), a schedule ``step -> decay`` (values in [0, 1)),
-            or None for the warm-up rule above.
-        max_decay: cap of the warm-up rule, in [0, 1); unused when ``decay`` is given.
+            or None for the decay ramp above.
+        max_decay: cap of the decay ramp, in [0, 1); unused when ``decay`` is given.
         buffers: ``"copy"`` or ``"ema"``, how float buffers follow the student.
     """
 

@@ -16,7 +16,7 @@ from s4seg.models.discriminator_inputs import (
 from s4seg.models.encoder import TimmEncoder, load_weights
 from s4seg.models.generator import HEADS, PRESETS, SegmentationGenerator, create_generator
 from s4seg.models.heads import ASPP, DeepLabV3PlusHead, PooledASPP
-from s4seg.models.inference import predict_logits, sliding_window_logits
+from s4seg.models.inference import predict_logits, tiled_logits
 from s4seg.models.pixel_discriminator import PixelDiscriminator
 
 __all__ = [
@@ -38,6 +38,6 @@ __all__ = [
     "predict_logits",
     "scale_images",
     "sharpen",
-    "sliding_window_logits",
     "soften_one_hot",
+    "tiled_logits",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from s4seg.atomic import write_atomic
 
 __all__ = ["config_mismatches", "read_checkpoint", "save_atomic"]
 
@@ -19,19 +20,7 @@ def save_atomic(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     A run killed mid-write leaves the previous checkpoint intact: the rename is
     atomic on POSIX file systems.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: torch.save(dict(state), f), binary=True)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

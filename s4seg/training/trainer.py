@@ -68,7 +68,9 @@ class TrainerConfig:
     log_interval: int = 10
     eval_interval: int = 500
     early_stop_patience: int | None = None  # evals without a new best mIoU before stopping
-    eval_window: int | None = None  # sliding-window evaluation with this square window
+    eval_tile: int | None = (
+        None  # evaluate in overlapping square tiles of this side (sliding window)
+    )
     check_finite: bool = True  # one host sync per step so that a NaN never reaches the weights
     check_inputs: bool = True  # mask-value checks (host syncs); off once the data is known good
     sync_bn: bool = False  # under torchrun: batch-norm statistics over all ranks' batches
@@ -369,7 +371,7 @@ class Trainer:
             image, mask = _split_labelled(batch, "val_loader")
             with self.autocast():
                 logits = predict_logits(
-                    self.generator, self._to_device(image), self.config.eval_window
+                    self.generator, self._to_device(image), self.config.eval_tile
                 )
             metric.update(logits.float(), self._to_device(mask))
         metric.confusion = all_reduce_sum(metric.confusion)  # each rank saw its shard

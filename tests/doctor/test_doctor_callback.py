@@ -47,7 +47,7 @@ def replay(doctor, trainer, records):
 
 
 def test_each_finding_is_logged_once_and_written_to_doctor_jsonl(tmp_path, caplog):
-    doctor = Doctor(run_dir=tmp_path, window_steps=200)
+    doctor = Doctor(run_dir=tmp_path, duration_steps=200)
     with caplog.at_level(logging.WARNING, logger="s4seg.doctor"):
         replay(doctor, fake_trainer(), field_report())
     # Starved from step 1700 on (1500-1700 = 200 steps), still starved at 1800-2000.
@@ -78,14 +78,14 @@ def test_early_stop_only_when_asked():
 
 def test_resumed_doctor_does_not_repeat_findings(tmp_path, caplog):
     records = field_report()
-    first = Doctor(run_dir=tmp_path, window_steps=200)
+    first = Doctor(run_dir=tmp_path, duration_steps=200)
     replay(first, fake_trainer(), [r for r in records if r.get("step", 0) <= 1800])
     (tmp_path / "metrics.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in records[1:] if r["step"] <= 1800)
     )
     assert [f.code for f in first.findings] == ["st_starved"]  # one eval below best so far
 
-    second = Doctor(run_dir=tmp_path, window_steps=200)
+    second = Doctor(run_dir=tmp_path, duration_steps=200)
     trainer = fake_trainer()
     trainer.step = 1800
     second.on_fit_start(trainer)
@@ -109,7 +109,7 @@ def test_bad_arguments_are_named():
 def test_real_run_with_dominant_discriminator_is_diagnosed(tmp_path):
     # lr_d 10x the default: the discriminator wins within a dozen steps (D(fake) -> 0,
     # D(real) -> 1, loss_d -> 0) and the 0.2 gate stops passing images.
-    doctor = Doctor(run_dir=tmp_path, window_steps=8)
+    doctor = Doctor(run_dir=tmp_path, duration_steps=8)
     trainer = make_trainer(
         [JSONLLogger(tmp_path), doctor],
         lr_d=1e-3,
@@ -124,12 +124,12 @@ def test_real_run_with_dominant_discriminator_is_diagnosed(tmp_path):
     assert "D(fake) median" in dominant.seen and "loss_d mean" in dominant.seen
     assert "With the image gate at D(fake) > 0.20" in dominant.cause
     assert "S4GAN(lr_d=2.5e-05)" in dominant.remedies[0]  # 0.1 x lr_g, now 1e-3
-    report = write_report(tmp_path, window_steps=8, plots=False).read_text()
+    report = write_report(tmp_path, duration_steps=8, plots=False).read_text()
     assert "`d_dominant`" in report
 
 
 def test_rollback_needs_a_checkpoint_from_before_the_problem():
-    doctor = Doctor(rollback=True, early_stop=True, window_steps=200)
+    doctor = Doctor(rollback=True, early_stop=True, duration_steps=200)
     trainer = fake_trainer()  # no best checkpoint
     trainer.restore_best = lambda: pytest.fail("nothing to restore")
     replay(doctor, trainer, field_report())
@@ -140,7 +140,7 @@ def test_rollback_needs_a_checkpoint_from_before_the_problem():
     ]
 
     # With best.pt from step 1000, before the starvation (1600): one rollback, then stop.
-    doctor = Doctor(rollback=True, early_stop=True, window_steps=200)
+    doctor = Doctor(rollback=True, early_stop=True, duration_steps=200)
     trainer = fake_trainer()
     trainer.best_step = 1000
     trainer.restore_best = lambda: 1000

@@ -32,12 +32,12 @@ from s4seg.doctor import (
 )
 
 
-def codes(history, window_steps=500):
-    return [f.code for f in run_monitors(history, default_monitors(window_steps))]
+def codes(history, duration_steps=500):
+    return [f.code for f in run_monitors(history, default_monitors(duration_steps))]
 
 
-def only(history, code, window_steps=500):
-    found = [f for f in run_monitors(history, default_monitors(window_steps)) if f.code == code]
+def only(history, code, duration_steps=500):
+    found = [f for f in run_monitors(history, default_monitors(duration_steps)) if f.code == code]
     assert len(found) == 1, [f.code for f in found]
     return found[0]
 
@@ -45,9 +45,9 @@ def only(history, code, window_steps=500):
 # --- no false alarm -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("window_steps", [500, 100])
-def test_healthy_run_has_no_finding(window_steps):
-    assert codes(healthy(), window_steps) == []
+@pytest.mark.parametrize("duration_steps", [500, 100])
+def test_healthy_run_has_no_finding(duration_steps):
+    assert codes(healthy(), duration_steps) == []
 
 
 # --- the field report -----------------------------------------------------------------

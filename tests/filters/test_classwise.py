@@ -48,11 +48,11 @@ def test_warm_up_starts_near_zero_and_rises():
     thresholds = [float(f.decide(logits=sure, step=s).pixel_threshold[0]) for s in range(4)]
     assert thresholds == sorted(thresholds) and thresholds[-1] > 0.5
     # Without warm-up the best-learnt class gets tau at once.
-    g = ClasswiseThreshold(3, threshold=0.9, momentum=0.5, warmup=False)
+    g = ClasswiseThreshold(3, threshold=0.9, momentum=0.5, count_unused=False)
     assert float(g.decide(logits=sure, step=0).pixel_threshold[0]) == pytest.approx(0.9)
 
 
-def reference(batches, taus, num_classes, momentum, warmup=True):
+def reference(batches, taus, num_classes, momentum, count_unused=True):
     """FlexMatch's class-wise thresholds over EMA pixel shares, in float64 numpy."""
     learned, unused = np.zeros(num_classes), 1.0
     out = []
@@ -64,7 +64,7 @@ def reference(batches, taus, num_classes, momentum, warmup=True):
         share = np.array([((pseudo == c) & (conf > tau)).mean() for c in range(num_classes)])
         learned = momentum * learned + (1 - momentum) * share
         unused = momentum * unused + (1 - momentum) * (conf <= tau).mean()
-        beta = learned / (max(learned.max(), unused) if warmup else learned.max())
+        beta = learned / (max(learned.max(), unused) if count_unused else learned.max())
         out.append(beta / (2 - beta) * tau)
     return out
 
@@ -86,12 +86,12 @@ def test_matches_the_reference_with_a_scheduled_tau():
     tau=st.floats(0.0, 1.0),
     momentum=st.floats(0.0, 0.999),
     scale=st.floats(0.0, 50.0),
-    warmup=st.booleans(),
+    count_unused=st.booleans(),
     seed=st.integers(0, 99),
 )
-def test_thresholds_stay_between_zero_and_tau(c, tau, momentum, scale, warmup, seed):
+def test_thresholds_stay_between_zero_and_tau(c, tau, momentum, scale, count_unused, seed):
     gen = torch.Generator().manual_seed(seed)
-    f = ClasswiseThreshold(c, threshold=tau, momentum=momentum, warmup=warmup)
+    f = ClasswiseThreshold(c, threshold=tau, momentum=momentum, count_unused=count_unused)
     for step in range(4):
         t = f.decide(logits=scale * torch.randn(3, c, 2, 2, generator=gen), step=step)
         assert t.pixel_threshold.shape == (c,)

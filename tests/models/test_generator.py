@@ -175,3 +175,50 @@ def test_checkpoint_errors_name_the_path_and_the_keys(tmp_path) -> None:
         create_generator("test_resnet", 5, checkpoint_path=three)
     with pytest.raises(ValueError, match=r"missing keys \[encoder\..*unexpected keys \[encoder\."):
         create_generator("test_efficientnet", 3, checkpoint_path=three)
+
+
+def test_deeplabv3plus_generator_fuses_the_stride_4_map() -> None:
+    from s4seg.models import DeepLabV3PlusHead
+
+    g = create_generator("test_resnet", 5, output_stride=8, head="deeplabv3plus")
+    assert isinstance(g.head, DeepLabV3PlusHead)
+    assert g.encoder.feature_reductions[g.low_level_index] == 4
+    assert g.head.aspp.dilations == (12, 24, 36)  # DeepLabV3's rates, doubled at stride 8
+    x = torch.randn(2, 3, 37, 45)
+    assert g(x).shape == (2, 5, 37, 45)
+    g.eval()
+    stages = g.encoder.forward_features(x)
+    by_hand = g.head(stages[-1], stages[g.low_level_index])
+    by_hand = torch.nn.functional.interpolate(by_hand, size=(37, 45), mode="bilinear")
+    torch.testing.assert_close(g(x), by_hand)
+
+
+def test_feature_dropout_decodes_clean_and_perturbed_features_together() -> None:
+    torch.manual_seed(0)
+    g = create_generator("test_resnet", 4, output_stride=8, head="deeplabv3plus").eval()
+    x = torch.randn(2, 3, 32, 32)
+    clean, same = g(x, feature_dropout=0.0)
+    torch.testing.assert_close(clean, same)
+    torch.testing.assert_close(clean, g(x))  # eval mode: BN statistics do not mix them
+    clean, perturbed = g(x, feature_dropout=0.5)
+    assert clean.shape == perturbed.shape == (2, 4, 32, 32)
+    assert not torch.allclose(clean, perturbed)
+    with pytest.raises(ValueError, match="feature_dropout"):
+        g(x, feature_dropout=1.0)
+
+
+def test_head_choice_is_checked_and_presets_keep_theirs() -> None:
+    with pytest.raises(ValueError, match="head must be one of"):
+        create_generator("test_resnet", 3, head="unet")
+    with pytest.raises(ValueError, match="has its own head"):
+        create_generator("deeplabv2_resnet101", 3, head="deeplabv3plus")
+
+
+def test_unimatch_network_preset_is_resnet101_deeplabv3plus_at_stride_16() -> None:
+    from s4seg.models import DeepLabV3PlusHead
+
+    g = create_generator("deeplabv3plus_resnet101", 21)
+    assert g.encoder.name == "resnet101" and g.encoder.reduction == 16
+    assert isinstance(g.head, DeepLabV3PlusHead) and g.head.aspp.dilations == (6, 12, 18)
+    assert g.head.aspp.out_channels == 256  # 2048 // 8, as in UniMatch
+    assert g(torch.randn(2, 3, 33, 33)).shape == (2, 21, 33, 33)  # pooling BN needs B > 1

@@ -83,3 +83,61 @@ def test_wrong_feature_channels_name_the_fix() -> None:
 def test_bad_dilations_are_refused(dilations: tuple) -> None:
     with pytest.raises(ValueError, match="dilations="):
         ASPP(8, 3, dilations=dilations)
+
+
+# ----------------------------------------------------------------- DeepLabV3+
+def _cbr(x, seq, *, training: bool, dilation: int = 1):
+    """conv, batch norm, ReLU written out with torch.nn.functional."""
+    conv, bn = seq[0], seq[1]
+    pad = dilation * (conv.kernel_size[0] // 2)
+    y = F.conv2d(x, conv.weight, None, padding=pad, dilation=dilation)
+    y = F.batch_norm(
+        y, bn.running_mean.clone(), bn.running_var.clone(), bn.weight, bn.bias,
+        training=training, eps=bn.eps,
+    )  # fmt: skip
+    return F.relu(y)
+
+
+def _v3plus_by_hand(head, high, low, *, training: bool):
+    h, w = high.shape[-2:]
+    branches = [_cbr(high, head.aspp.branches[0], training=training)]
+    for seq, d in zip(head.aspp.branches[1:], head.aspp.dilations, strict=True):
+        branches.append(_cbr(high, seq, training=training, dilation=d))
+    pooled = _cbr(high.mean(dim=(2, 3), keepdim=True), head.aspp.pooling[1:], training=training)
+    branches.append(pooled.expand(-1, -1, h, w))  # bilinear from 1x1 is a constant map
+    deep = _cbr(torch.cat(branches, 1), head.aspp.project, training=training)
+    deep = F.interpolate(deep, size=low.shape[-2:], mode="bilinear", align_corners=False)
+    x = torch.cat([_cbr(low, head.reduce, training=training), deep], 1)
+    x = _cbr(_cbr(x, head.fuse[0], training=training), head.fuse[1], training=training)
+    return F.conv2d(x, head.classifier.weight, head.classifier.bias)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_deeplabv3plus_head_matches_a_functional_write_out(training: bool) -> None:
+    from s4seg.models import DeepLabV3PlusHead
+
+    torch.manual_seed(0)
+    head = DeepLabV3PlusHead(16, 8, 3, aspp_channels=4, low_level_out=5, decoder_channels=6,
+                             dilations=(1, 2, 3)).double()  # fmt: skip
+    for m in head.modules():  # non-trivial running statistics for eval mode
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    head.train(training)
+    high = torch.randn(2, 16, 3, 5, dtype=torch.float64)
+    low = torch.randn(2, 8, 11, 17, dtype=torch.float64)
+    expected = _v3plus_by_hand(head, high, low, training=training)
+    torch.testing.assert_close(head(high, low), expected)
+    assert expected.shape == (2, 3, 11, 17)
+
+
+def test_deeplabv3plus_head_checks_its_inputs() -> None:
+    from s4seg.models import DeepLabV3PlusHead
+
+    head = DeepLabV3PlusHead(16, 8, 3)
+    with pytest.raises(ValueError, match="in_channels=16"):
+        head(torch.randn(1, 15, 4, 4), torch.randn(1, 8, 8, 8))
+    with pytest.raises(ValueError, match="stride-4 feature map"):
+        head(torch.randn(1, 16, 4, 4), torch.randn(1, 7, 8, 8))
+    with pytest.raises(ValueError, match="decoder_channels"):
+        DeepLabV3PlusHead(16, 8, 3, decoder_channels=0)

@@ -139,25 +139,6 @@ def test_supervised_method_trains_without_discriminator():
     assert "loss_d" not in rec.logs[0] and "st_images_kept" not in rec.logs[0]
 
 
-def test_default_optimizer_lists_each_parameter_once_with_head_at_10x():
-    t = make_trainer()
-    groups = t.g_optimizer.param_groups
-    n_params = sum(len(g["params"]) for g in groups)
-    assert n_params == len(list(t.generator.parameters()))
-    assert groups[1]["base_lr"] == pytest.approx(10 * groups[0]["base_lr"])
-
-
-def test_duplicate_parameter_in_optimizer_is_rejected():
-    gen = TinyGenerator()
-    params = list(gen.parameters())
-    # torch itself rejects a parameter in two groups, and only warns about one listed
-    # twice within a group: that is the case that trained at a multiple of its lr.
-    with pytest.warns(UserWarning):
-        opt = torch.optim.SGD([{"params": params + params[:1]}], lr=0.1)
-    with pytest.raises(ValueError, match="appears twice"):
-        Trainer(gen, iter([]), g_optimizer=opt, config=TrainerConfig(method="supervised"))
-
-
 def test_labelled_batch_without_masks_names_the_problem():
     data = Unlabelled(SyntheticShapes(4, image_size=SIZE))
     t = Trainer(
@@ -242,10 +223,10 @@ def test_gate_threshold_is_logged_on_the_discriminator_probability():
     assert all(math.isfinite(r["loss_st"]) for r in rec.logs)
 
 
-def test_evaluate_with_sliding_window_matches_whole_image_for_a_conv_net():
-    t = make_trainer(eval_window=SIZE)
+def test_evaluate_in_tiles_matches_whole_image_for_a_conv_net():
+    t = make_trainer(eval_tile=SIZE)
     whole = t.evaluate()
-    t.config.eval_window = SIZE // 2 + 3
+    t.config.eval_tile = SIZE // 2 + 3
     windowed = t.evaluate()
     # A 3x3 conv net sees the zero padding differently at window borders only.
     assert abs(whole["miou"] - windowed["miou"]) < 0.1

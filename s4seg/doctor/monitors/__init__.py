@@ -62,23 +62,23 @@ class Monitor(Protocol):
         ...
 
 
-def default_monitors(window_steps: int = 500) -> list[Monitor]:
-    """Every monitor with its default limits; ``window_steps`` scales the step-based ones.
+def default_monitors(duration_steps: int = 500) -> list[Monitor]:
+    """Every monitor with its default limits; ``duration_steps`` scales the step-based ones.
 
     Args:
-        window_steps: steps of starvation or flooding that make a finding (500 in
+        duration_steps: steps of starvation or flooding that make a finding (500 in
             practice); discriminator dominance must last a fifth of it and a
             collapse twice it. Scale it down for short runs and tests.
     """
-    if window_steps < 1:
-        raise ValueError(f"window_steps must be >= 1, got {window_steps}")
+    if duration_steps < 1:
+        raise ValueError(f"duration_steps must be >= 1, got {duration_steps}")
     return [
         NonFiniteLoss(),
         ExplodingLoss(),
-        SelfTrainingStarved(steps=window_steps),
-        SelfTrainingFlooded(steps=window_steps),
-        DiscriminatorDominant(min_steps=max(1, window_steps // 5)),
-        DiscriminatorCollapsed(steps=2 * window_steps),
+        SelfTrainingStarved(steps=duration_steps),
+        SelfTrainingFlooded(steps=duration_steps),
+        DiscriminatorDominant(min_steps=max(1, duration_steps // 5)),
+        DiscriminatorCollapsed(steps=2 * duration_steps),
         DiscriminatorJudgesSoftness(),
         ValMiouFalling(),
         Overfitting(),
