@@ -112,7 +112,9 @@ def test_missing_run_folder_is_a_clear_error(tmp_path):
 
 def test_cli_report(tmp_path, capsys):
     run = write_run(tmp_path / "run", field_report())
-    assert main(["report", str(run), "--out", str(tmp_path / "out"), "--duration-steps", "200"]) == 0
+    assert (
+        main(["report", str(run), "--out", str(tmp_path / "out"), "--duration-steps", "200"]) == 0
+    )
     assert capsys.readouterr().out.strip() == str(tmp_path / "out" / "report.md")
     assert "`st_starved`" in (tmp_path / "out" / "report.md").read_text()
     assert main(["report", str(tmp_path / "nowhere")]) == 2
