@@ -36,18 +36,27 @@ class SyntheticSplits:
 
 
 def synthetic_splits(
-    *, train_size: int, labelled: int | float, val_size: int, image_size: int, seed: int
+    *,
+    train_size: int,
+    labelled: int | float,
+    val_size: int,
+    image_size: int,
+    seed: int,
+    keep_masks: bool = False,
 ) -> SyntheticSplits:
-    """Seeded splits of the built-in dataset; validation images come from another seed."""
+    """Seeded splits of the built-in dataset; validation images come from another seed.
+
+    ``keep_masks`` keeps the unlabelled images' true masks (as ``"true_mask"``), which
+    the methods use only to log how many kept pseudo-labels are right.
+    """
     pool = SyntheticShapes(train_size, image_size=image_size, seed=seed)
     lab_idx, unl_idx = split_indices(train_size, labelled, seed=seed)
     val = SyntheticShapes(val_size, image_size=image_size, seed=seed + 10_000)
-    return SyntheticSplits(
-        Subset(pool, lab_idx), Unlabelled(Subset(pool, unl_idx)), val, pool.num_classes
-    )
+    unlabelled = Unlabelled(Subset(pool, unl_idx), keep_masks=keep_masks)
+    return SyntheticSplits(Subset(pool, lab_idx), unlabelled, val, pool.num_classes)
 
 
-def splits_from_args(args: argparse.Namespace) -> SyntheticSplits:
+def splits_from_args(args: argparse.Namespace, *, keep_masks: bool = False) -> SyntheticSplits:
     """:func:`synthetic_splits` from the flags of :func:`base_parser`."""
     return synthetic_splits(
         train_size=args.train_size,
@@ -55,6 +64,7 @@ def splits_from_args(args: argparse.Namespace) -> SyntheticSplits:
         val_size=args.val_size,
         image_size=args.image_size,
         seed=args.seed,
+        keep_masks=keep_masks,
     )
 
 

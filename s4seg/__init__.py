@@ -37,7 +37,7 @@ from s4seg import (
 )
 from s4seg.callbacks import default_callbacks
 from s4seg.data import FolderDataset, SyntheticShapes
-from s4seg.methods import S4GAN, AdvSemiSeg, FixMatch, MeanTeacher, Supervised
+from s4seg.methods import S4GAN, AdvSemiSeg, FixMatch, MeanTeacher, Supervised, UniMatch
 from s4seg.models import create_generator
 from s4seg.seeding import seed_everything
 from s4seg.training import Trainer, TrainerConfig
@@ -54,6 +54,7 @@ __all__ = [
     "SyntheticShapes",
     "Trainer",
     "TrainerConfig",
+    "UniMatch",
     "__version__",
     "callbacks",
     "create_generator",

@@ -99,19 +99,26 @@ def make_trainer(
     )
 
 
-def assert_resume_is_bit_identical(tmp_path, factory, steps: int = 6, stop: int = 3) -> None:
+def assert_resume_is_bit_identical(
+    tmp_path, factory, steps: int = 6, stop: int = 3, generator_factory=None
+) -> None:
     """A run stopped at ``stop``, checkpointed and resumed in a fresh trainer (global RNG
     disturbed) ends with exactly the weights of an uninterrupted run: the generator and
     every network the method owns (discriminator, teacher)."""
     from s4seg.training.checkpoint import read_checkpoint, save_atomic
 
-    straight = make_trainer(method_object=factory(), max_steps=steps)
+    def build(seed: int = 0):
+        torch.manual_seed(seed)
+        gen = generator_factory() if generator_factory is not None else None
+        return make_trainer(method_object=factory(), max_steps=steps, seed=seed, generator=gen)
+
+    straight = build()
     straight.fit()
-    first = make_trainer(method_object=factory(), max_steps=steps)
+    first = build()
     first.fit(until=stop)
     path = save_atomic(first.state_dict(), tmp_path / "ckpt.pt")
     torch.rand(100)  # disturb the global RNG: the checkpoint restores it
-    second = make_trainer(method_object=factory(), max_steps=steps, seed=99)
+    second = build(seed=99)
     second.load_state_dict(read_checkpoint(path))
     assert second.step == stop
     second.fit()

@@ -94,6 +94,7 @@ def test_doctor_demo_writes_a_report(tmp_path):
         ("fixmatch_synthetic.py", "fixmatch"),
         ("advsemiseg_synthetic.py", "advsemiseg"),
         ("mean_teacher_synthetic.py", "mean_teacher"),
+        ("unimatch_synthetic.py", "unimatch"),
     ],
 )
 def test_method_recipes(tmp_path, script, name):

@@ -86,10 +86,18 @@ class Unlabelled(Dataset):
     Other keys pass through. ``set_epoch`` is forwarded so that an
     :class:`~s4seg.data.transforms.Augmented` dataset inside still reshuffles
     its augmentations per epoch.
+
+    Args:
+        dataset: a dataset of ``{"image", "mask", ...}`` dicts.
+        keep_masks: keep each mask under ``"true_mask"`` instead of dropping it. No
+            part trains on it: the methods use it only to measure how many of the
+            pseudo-labels they keep are right (``st_kept_accuracy`` in the logs), as
+            researchers do on VOC splits whose "unlabelled" masks exist.
     """
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, *, keep_masks: bool = False) -> None:
         self.dataset = dataset
+        self.keep_masks = bool(keep_masks)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -101,7 +109,10 @@ class Unlabelled(Dataset):
                 f"Unlabelled expects a dataset of dicts like {{'image': ..., 'mask': ...}}, "
                 f"got {type(item).__name__} at index {index}"
             )
-        return {k: v for k, v in item.items() if k != "mask"}
+        out = {k: v for k, v in item.items() if k != "mask"}
+        if self.keep_masks and "mask" in item:
+            out["true_mask"] = item["mask"]
+        return out
 
     def set_epoch(self, epoch: int) -> None:
         set_epoch = getattr(self.dataset, "set_epoch", None)
@@ -109,7 +120,8 @@ class Unlabelled(Dataset):
             set_epoch(epoch)
 
     def __repr__(self) -> str:
-        return f"Unlabelled({self.dataset!r})"
+        keep = ", keep_masks=True" if self.keep_masks else ""
+        return f"Unlabelled({self.dataset!r}{keep})"
 
 
 def split_dataset(

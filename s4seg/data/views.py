@@ -109,6 +109,18 @@ class WeakView:
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """Shape: images: (B, C, H, W) float; returns the same shape."""
+        return self.transform(images, generator)[0]
+
+    def transform(
+        self, images: Tensor, generator: torch.Generator, masks: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The view of ``images`` and, with the same geometry, of ``masks`` (nearest).
+
+        The random draws are the same with or without masks.
+
+        Shape:
+            images: (B, C, H, W) float. masks: (B, H, W) int.
+        """
         _check_images(images, rgb=False)
         b = images.shape[0]
         u = _uniform(generator, 4, b)
@@ -121,7 +133,17 @@ class WeakView:
         theta = torch.stack([flip * side, zero, cx, zero, side, cy], 1).view(b, 2, 3)
         theta = _to_device(theta, images.device, images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        return F.grid_sample(images, grid, "bilinear", "border", align_corners=False)
+        out = F.grid_sample(images, grid, "bilinear", "border", align_corners=False)
+        if masks is None:
+            return out, None
+        if masks.shape != images.shape[:1] + images.shape[2:]:
+            raise ValueError(
+                f"masks must be (B, H, W) = {tuple(images.shape[:1] + images.shape[2:])}, got "
+                f"{tuple(masks.shape)}"
+            )
+        labels = masks[:, None].to(images.dtype)
+        warped = F.grid_sample(labels, grid, "nearest", "border", align_corners=False)
+        return out, warped[:, 0].round().to(masks.dtype)
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -291,12 +313,15 @@ class Views:
 
     Shape:
         weak, strong: (B, 3, H, W). mix_mask: (B, H, W) bool. partner: (B,).
+        true_mask: (B, H, W), the true labels in the weak view's geometry (None when
+        the batch had none); ``mix(true_mask)`` gives them for the strong view.
     """
 
     weak: Tensor
     strong: Tensor
     mix_mask: Tensor
     partner: Tensor
+    true_mask: Tensor | None = None
 
     def mix(self, *tensors: Tensor) -> tuple[Tensor, ...]:
         """The CutMix of ``strong`` applied to tensors made from ``weak`` (teacher logits)."""
@@ -322,12 +347,18 @@ class WeakStrongViews:
     def __post_init__(self) -> None:
         _prob("cutmix_p", self.cutmix_p)
 
-    def __call__(self, images: Tensor, generator: torch.Generator) -> Views:
-        """Shape: images: (B, 3, H, W) float, normalized."""
-        weak = self.weak(images, generator)
+    def __call__(
+        self, images: Tensor, generator: torch.Generator, true_masks: Tensor | None = None
+    ) -> Views:
+        """Shape: images: (B, 3, H, W) float, normalized. true_masks: (B, H, W) int.
+
+        ``true_masks`` (only to measure pseudo-labels) follow the weak view's geometry;
+        the random draws are the same with or without them.
+        """
+        weak, true_weak = self.weak.transform(images, generator, true_masks)
         strong = self.strong(weak, generator)
         b, _, h, w = images.shape
         mask = cutmix_boxes(b, h, w, generator, self.cutmix_p, self.cutmix_area, images.device)
         partner = cutmix_partner(b, images.device)
         (strong,) = apply_cutmix(mask, partner, strong)
-        return Views(weak, strong, mask, partner)
+        return Views(weak, strong, mask, partner, true_weak)

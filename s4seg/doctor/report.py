@@ -259,6 +259,7 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
 
     out += ["", "## Self-training activity", ""]
     st = [r for r in trains if "st_images_kept" in r]
+    measured = any("st_pixels_correct" in r for r in st)
     if st:
         rows = []
         for r in _sample(st, key_steps):
@@ -273,26 +274,41 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
                     _fmt(r.get("pixel_threshold"), 2),
                 ]
             )
+            if measured:
+                rows[-1] += [
+                    _pct_or_blank(r.get("st_kept_accuracy")),
+                    _pct_or_blank(r.get("st_object_kept_accuracy")),
+                ]
         total_i = sum(r["st_images_total"] for r in st)
         total_p = sum(r["st_pixels_total"] for r in st)
         out += [
             f"Over the run: {sum(r['st_images_kept'] for r in st):,} of {total_i:,} unlabelled "
             f"images and {sum(r['st_pixels_kept'] for r in st):,} of {total_p:,} pixels got "
             f"pseudo-labels.",
-            "",
-            _table(
-                [
-                    "step",
-                    "images kept / seen",
-                    "images past gate",
-                    "pixels kept / seen",
-                    "pixels kept",
-                    "gate threshold (D prob)",
-                    "pixel threshold (softmax)",
-                ],
-                rows,
-            ),
         ]
+        if measured:
+            correct = sum(r.get("st_pixels_correct", 0) for r in st)
+            kept = sum(r["st_pixels_kept"] for r in st if "st_pixels_correct" in r)
+            obj_c = sum(r.get("st_object_pixels_correct", 0) for r in st)
+            obj_k = sum(r.get("st_object_pixels_kept", 0) for r in st)
+            out += [
+                "",
+                f"Measured against the unlabelled images' true masks: "
+                f"{_pct(correct, kept)} of the kept pixels had the right label, and "
+                f"{_pct(obj_c, obj_k)} of the kept object pixels (true class not background).",
+            ]
+        headers = [
+            "step",
+            "images kept / seen",
+            "images past gate",
+            "pixels kept / seen",
+            "pixels kept",
+            "gate threshold (D prob)",
+            "pixel threshold (softmax)",
+        ]
+        if measured:
+            headers += ["kept pixels right", "kept object pixels right"]
+        out += ["", _table(headers, rows)]
     else:
         out.append("No self-training in this run (supervised, or no record yet).")
 
@@ -450,3 +466,11 @@ def write_plots(run: RunLog, out: str | Path) -> list[str]:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         save(fig, "d_scores.png")
     return written
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
+
+
+def _pct_or_blank(x: Any) -> str:
+    return f"{100 * x:.1f}%" if isinstance(x, (int, float)) and math.isfinite(x) else ""

@@ -21,7 +21,13 @@ from s4seg.ops.reference import select_pseudo_labels
 from s4seg.ops.stats import PseudoLabelStats
 from s4seg.schedules import Constant, Schedule, as_schedule
 
-__all__ = ["FilterDecision", "PseudoLabelFilter", "filter_stats", "pseudo_targets"]
+__all__ = [
+    "FilterDecision",
+    "PseudoLabelFilter",
+    "filter_stats",
+    "pseudo_label_selection",
+    "pseudo_targets",
+]
 
 
 # eq=False: == on tensor fields would be ambiguous; compare the fields instead.
@@ -189,6 +195,44 @@ def _check_logits(owner: str, logits: Tensor, num_classes: int | None = None) ->
 
 
 @torch.no_grad()
+def pseudo_label_selection(
+    decision: FilterDecision,
+    logits: Tensor,
+    *,
+    teacher_logits: Tensor | None = None,
+    ignore_index: int = 255,
+) -> tuple[Tensor, Tensor]:
+    """The pseudo-labels and the pixels a decision keeps, as the reference op selects them.
+
+    Returns:
+        ``(pseudo, selected)``: the (B, H, W) int64 pseudo-labels (argmax of
+        ``teacher_logits`` or ``logits``; ``ignore_index`` where a pixel mask drops
+        a pixel) and the (B, H, W) bool selection that the loss is taken over.
+    """
+    source = teacher_logits if teacher_logits is not None else logits
+    if source.dim() != 4:
+        raise ValueError(f"logits must be (B, C, H, W), got shape {tuple(source.shape)}")
+    b, c = source.shape[:2]
+    if tuple(decision.image_keep.shape) != (b,):
+        raise ValueError(
+            f"decision.image_keep has shape {tuple(decision.image_keep.shape)} but the batch has "
+            f"B={b} images; decide on the same batch"
+        )
+    threshold = decision.pixel_threshold.to(device=source.device, dtype=torch.float32)
+    kind = resolve_threshold_kind(threshold, b, c, "auto")
+    pseudo, _, selected = select_pseudo_labels(
+        source.detach(),
+        threshold,
+        kind,
+        labels=pseudo_targets(source, decision.pixel_keep, ignore_index),
+        image_keep=decision.image_keep.to(source.device),
+        ignore_index=ignore_index,
+        temperature=1.0,
+    )
+    return pseudo, selected
+
+
+@torch.no_grad()
 def filter_stats(
     decision: FilterDecision,
     logits: Tensor,
@@ -215,25 +259,8 @@ def filter_stats(
     Shape:
         logits, teacher_logits: (B, C, H, W).
     """
-    source = teacher_logits if teacher_logits is not None else logits
-    if source.dim() != 4:
-        raise ValueError(f"logits must be (B, C, H, W), got shape {tuple(source.shape)}")
-    b, c = source.shape[:2]
-    if tuple(decision.image_keep.shape) != (b,):
-        raise ValueError(
-            f"decision.image_keep has shape {tuple(decision.image_keep.shape)} but the batch has "
-            f"B={b} images; decide on the same batch"
-        )
-    threshold = decision.pixel_threshold.to(device=source.device, dtype=torch.float32)
-    kind = resolve_threshold_kind(threshold, b, c, "auto")
-    _, _, selected = select_pseudo_labels(
-        source.detach(),
-        threshold,
-        kind,
-        labels=pseudo_targets(source, decision.pixel_keep, ignore_index),
-        image_keep=decision.image_keep.to(source.device),
-        ignore_index=ignore_index,
-        temperature=1.0,
+    _, selected = pseudo_label_selection(
+        decision, logits, teacher_logits=teacher_logits, ignore_index=ignore_index
     )
     return PseudoLabelStats.from_mask(selected)
 

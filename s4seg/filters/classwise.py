@@ -42,7 +42,9 @@ class ClasswiseThreshold:
     shares instead. They start at "nothing learnt yet" (``sigma = 0``,
     ``unused = 1``), so, as in FlexMatch with ``count_unused``, the thresholds start near 0
     and rise as the model becomes confident. The state is updated on every call of
-    :meth:`decide` (once per training step) and saved by :meth:`state_dict`.
+    :meth:`decide` (once per training step), after the batch is masked with the
+    thresholds from before it, and saved by :meth:`state_dict`. A pixel counts as learnt
+    when its confidence is ``>= tau``, as in the reference code.
 
     Every image is allowed; combine with an image gate through
     :class:`s4seg.filters.AndFilter`.
@@ -106,7 +108,8 @@ class ClasswiseThreshold:
         _check_logits("ClasswiseThreshold", logits, self.num_classes)
         probs = logits.detach().float().softmax(dim=1)
         confidence, pseudo = probs.max(dim=1)
-        confident = (confidence > tau).float().reshape(-1)  # FlexMatch counts p > tau
+        # USB and TorchSSL count p >= tau as learnt (their select = max_probs.ge(p_cutoff)).
+        confident = (confidence >= tau).float().reshape(-1)
         n = confident.numel()
         self._to(probs.device)
         # scatter_add_ rather than bincount or boolean indexing: no host sync on CUDA.
@@ -126,18 +129,23 @@ class ClasswiseThreshold:
         image_scores: Tensor | None = None,
         pixel_scores: Tensor | None = None,
     ) -> FilterDecision:
-        """Update the shares with this batch, then threshold each pixel by its class.
+        """Threshold each pixel by its class, then update the shares with this batch.
 
-        ``image_scores`` and ``pixel_scores`` are not used.
+        As in FlexMatch's code (USB, TorchSSL), a batch is masked with the thresholds
+        learnt before it, and only then counted. ``image_scores`` and
+        ``pixel_scores`` are not used.
 
         Shape:
             logits: (B, C, H, W).
         """
         tau = _threshold_at("ClasswiseThreshold", self.threshold, step)
+        _check_logits("ClasswiseThreshold", logits, self.num_classes)
+        self._to(logits.device)
+        thresholds = self.class_thresholds(tau)
         self.update(logits, tau)
         return FilterDecision(
             image_keep=torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device),
-            pixel_threshold=self.class_thresholds(tau),
+            pixel_threshold=thresholds,
         )
 
     def state_dict(self) -> dict[str, Tensor]:

@@ -12,7 +12,9 @@ public :class:`StepContext` (see :mod:`s4seg.methods.base`):
 * :class:`MeanTeacher`: self-training on an EMA teacher's confident pseudo-labels
   (Tarvainen and Valpola, 2017);
 * :class:`FixMatch`: the same teacher on a weak view, the student on a strong view
-  with CutMix (Sohn et al., 2020).
+  with CutMix (Sohn et al., 2020);
+* :class:`UniMatch`: the model teaches itself from its weak view, through two strong
+  views with their own CutMix and a feature-perturbed stream (Yang et al., CVPR 2023).
 
 Shared parts: :class:`~s4seg.methods.adversarial.AdversarialMethod` (a
 discriminator, its optimizer and update) and
@@ -32,6 +34,7 @@ from s4seg.methods.s4gan import S4GAN
 from s4seg.methods.self_training import SelfTraining
 from s4seg.methods.supervised import Supervised
 from s4seg.methods.teacher import EMATeacher
+from s4seg.methods.unimatch import UniMatch
 
 __all__ = [
     "METHODS",
@@ -46,11 +49,12 @@ __all__ = [
     "StepContext",
     "StepOutput",
     "Supervised",
+    "UniMatch",
     "build_method",
 ]
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (S4GAN, Supervised, AdvSemiSeg, MeanTeacher, FixMatch)
+    cls.name: cls for cls in (S4GAN, Supervised, AdvSemiSeg, MeanTeacher, FixMatch, UniMatch)
 }
 
 

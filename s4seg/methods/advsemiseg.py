@@ -99,7 +99,8 @@ class AdvSemiSeg(AdversarialMethod):
         assert self.adv is not None  # set by setup()
         loss_ce, logits = self.labelled_loss(ctx, image, mask)
         g, d = ctx.train_generator, self.train_discriminator
-        img_u = ctx.next_batch("unlabelled")["image"]
+        batch_u = ctx.next_batch("unlabelled")
+        img_u = batch_u["image"]
         d.train()
         d.requires_grad_(False)  # D is frozen for the generator's pass
         with ctx.autocast():
@@ -110,7 +111,9 @@ class AdvSemiSeg(AdversarialMethod):
             d_map_u = d(probs_u)
             loss_adv_u = self.adv(d_map_u, 1.0)
         d_conf = torch.sigmoid(d_map_u.detach().float())  # (B, H, W) per-pixel confidence
-        loss_st, logs = self.self_training(ctx, logits_u, pixel_scores=d_conf)
+        loss_st, logs = self.self_training(
+            ctx, logits_u, pixel_scores=d_conf, true_mask=batch_u.get("true_mask")
+        )
         loss_adv = self.lambda_adv_labelled * loss_adv_l + self.lambda_adv_unlabelled * loss_adv_u
         loss = loss_ce + loss_adv + self.self_training.lambda_st * loss_st
         # The mean confidence of each image's map: one score per image, as S4GAN logs.

@@ -102,11 +102,12 @@ class MeanTeacher(Method):
 
     def generator_loss(self, ctx: StepContext, image: Tensor, mask: Tensor) -> StepOutput:
         loss_ce, _ = self.labelled_loss(ctx, image, mask)
-        img_u = ctx.next_batch("unlabelled")["image"]
+        batch_u = ctx.next_batch("unlabelled")
+        img_u, true_u = batch_u["image"], batch_u.get("true_mask")
         student_in = teacher_in = img_u
         views: Views | None = None
         if self.views is not None:
-            views = self.views(img_u, self._rng)
+            views = self.views(img_u, self._rng, true_u)
             teacher_in, student_in = views.weak, views.strong
         with torch.no_grad(), ctx.autocast():
             teacher_logits = self.teacher(teacher_in).float()
@@ -114,9 +115,13 @@ class MeanTeacher(Method):
             # The teacher's logits are mixed with the same boxes as the images, so the
             # pseudo-labels and their confidences travel with the pixels they describe.
             (teacher_logits,) = views.mix(teacher_logits)
+            if views.true_mask is not None:
+                (true_u,) = views.mix(views.true_mask)
         with ctx.autocast():
             student_logits = ctx.train_generator(student_in)
-        loss_st, logs = self.self_training(ctx, student_logits, teacher_logits=teacher_logits)
+        loss_st, logs = self.self_training(
+            ctx, student_logits, teacher_logits=teacher_logits, true_mask=true_u
+        )
         return StepOutput(loss_ce + self.self_training.lambda_st * loss_st, logs)
 
     def update(self, ctx: StepContext, output: StepOutput) -> dict[str, Any]:

@@ -140,7 +140,8 @@ class S4GAN(AdversarialMethod):
         loss_ce, _ = self.labelled_loss(ctx, image, mask)
         g, d = ctx.train_generator, self.train_discriminator
         d.train()
-        img_u = ctx.next_batch("unlabelled")["image"]
+        batch_u = ctx.next_batch("unlabelled")
+        img_u = batch_u["image"]
         img_d, mask_d = ctx.labelled_batch("d")
         real_in = discriminator_input(self._real_map(ctx, mask_d), img_d)
         d.requires_grad_(False)  # D is frozen for the generator's pass
@@ -151,7 +152,9 @@ class S4GAN(AdversarialMethod):
             _, real_feat = d(real_in)
             loss_fm = self.fm(real_feat, fake_feat)  # feature matching
         d_fake = torch.sigmoid(fake_logit.detach().float())
-        loss_st, logs = self.self_training(ctx, logits_u, image_scores=d_fake)
+        loss_st, logs = self.self_training(
+            ctx, logits_u, image_scores=d_fake, true_mask=batch_u.get("true_mask")
+        )
         loss = loss_ce + self.lambda_fm * loss_fm + self.self_training.lambda_st * loss_st
         logs.update(loss_fm=loss_fm.detach(), d_fake=d_fake)
         return StepOutput(loss, logs, carry=(probs_u.detach(), img_u, real_in))

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from s4seg.checks import check_count, check_real
-from s4seg.filters import PseudoLabelFilter
+from s4seg.filters import FilterDecision, PseudoLabelFilter
+from s4seg.filters.base import pseudo_label_selection
 from s4seg.losses import SelfTrainingLoss
 from s4seg.methods.base import StepContext
 from s4seg.ops import PseudoLabelStats
@@ -31,12 +32,22 @@ class SelfTraining:
     :class:`~s4seg.losses.SelfTrainingLoss` computes the loss on the student's
     logits through the fused op.
 
+    When the unlabelled batch carries its true masks (``Unlabelled(...,
+    keep_masks=True)``, a benchmark or a research split), the part also counts how many
+    of the kept pseudo-labels are right: ``st_pixels_correct`` overall,
+    ``st_object_pixels_kept`` / ``st_object_pixels_correct`` on pixels whose true class
+    is not ``background_index``, and per pseudo-label class ``st_class_pixels_kept`` /
+    ``st_class_pixels_correct``. The log window turns them into ``st_kept_accuracy`` and
+    ``st_object_kept_accuracy``. The masks never reach the loss.
+
     Args:
         pseudo_filter: decides which images and pixels teach.
         lambda_st: the weight of the term in the generator's loss (the method applies it).
         start_step: the first step with self-training.
         normalize: divide the summed loss by the ``"selected"`` pixels (S4GAN), the
             ``"valid"`` pixels (UniMatch and its FixMatch) or ``"all"`` pixels.
+        background_index: the class that is not an object, for the object-pixel
+            accuracy (None: no object accuracy).
     """
 
     def __init__(
@@ -46,6 +57,7 @@ class SelfTraining:
         lambda_st: float = 1.0,
         start_step: int = 0,
         normalize: str = "selected",
+        background_index: int | None = 0,
     ) -> None:
         if not callable(getattr(pseudo_filter, "decide", None)):
             raise TypeError(
@@ -58,6 +70,7 @@ class SelfTraining:
         self.lambda_st = check_real(lambda_st, "lambda_st", low=0.0, hint="0 turns it off")
         self.start_step = check_count(start_step, "start_step")
         self.normalize = normalize
+        self.background_index = background_index
         self.loss: SelfTrainingLoss | None = None
 
     def setup(self, ctx: StepContext) -> None:
@@ -76,6 +89,7 @@ class SelfTraining:
         teacher_logits: Tensor | None = None,
         image_scores: Tensor | None = None,
         pixel_scores: Tensor | None = None,
+        true_mask: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Any]]:
         """The unweighted loss and its log values (``loss_st``, the counts, thresholds).
 
@@ -85,10 +99,12 @@ class SelfTraining:
             teacher_logits: logits that make the pseudo-labels instead (no gradient).
             image_scores: one score per image for an image gate (D's probability).
             pixel_scores: one score per pixel for a pixel-mask filter (D's map).
+            true_mask: the true labels of the pixels the pseudo-labels describe, only
+                to measure them (never a target).
 
         Shape:
             logits, teacher_logits: (B, C, H, W). image_scores: (B,).
-            pixel_scores: (B, H, W).
+            pixel_scores, true_mask: (B, H, W).
         """
         if self.loss is None:
             raise RuntimeError("SelfTraining.setup(ctx) must run before the first step")
@@ -102,6 +118,8 @@ class SelfTraining:
                 logits=source, step=ctx.step, image_scores=image_scores, pixel_scores=pixel_scores
             )
             loss, stats = self.loss(logits, decision, teacher_logits=teacher_logits)
+            if true_mask is not None:
+                logs.update(self._correctness(ctx, decision, source, true_mask))
             if decision.image_threshold is not None:  # an image gate decided
                 logs["gate_threshold"] = decision.image_threshold
                 logs["gate_images_passed"] = decision.image_keep.sum()
@@ -110,12 +128,40 @@ class SelfTraining:
         logs.update(loss_st=loss.detach(), stats=stats)
         return loss, logs
 
+    @torch.no_grad()
+    def _correctness(
+        self, ctx: StepContext, decision: FilterDecision, source: Tensor, true_mask: Tensor
+    ) -> dict[str, Tensor]:
+        """Counts of kept pseudo-labels that equal the true label (tensors, no host sync)."""
+        if true_mask.shape != source.shape[:1] + source.shape[2:]:
+            raise ValueError(
+                f"true_mask has shape {tuple(true_mask.shape)} but the pseudo-labels are "
+                f"{tuple(source.shape[:1] + source.shape[2:])}: transform it with the images"
+            )
+        pseudo, selected = pseudo_label_selection(decision, source, ignore_index=ctx.ignore_index)
+        true = true_mask.to(pseudo.device).long()
+        selected = selected & (true != ctx.ignore_index)
+        correct = selected & (pseudo == true)
+        c = source.shape[1]
+        cls = pseudo.clamp(0, c - 1)
+        out = {
+            "st_pixels_correct": correct.sum(),
+            "st_class_pixels_kept": torch.bincount(cls[selected], minlength=c),
+            "st_class_pixels_correct": torch.bincount(cls[correct], minlength=c),
+        }
+        if self.background_index is not None:
+            obj = true != self.background_index
+            out["st_object_pixels_kept"] = (selected & obj).sum()
+            out["st_object_pixels_correct"] = (correct & obj).sum()
+        return out
+
     def settings(self) -> dict[str, Any]:
         """The part's settings, for config.json."""
         return {
             "lambda_st": self.lambda_st,
             "start_step": self.start_step,
             "normalize": self.normalize,
+            "background_index": self.background_index,
         }
 
     def parts(self) -> dict[str, Any]:

@@ -17,6 +17,12 @@ __all__ = ["LogWindow", "nonfinite_keys"]
 LOSSES = ("loss_ce", "loss_fm", "loss_st", "loss_d")
 SCORES = ("d_fake", "d_real")  # discriminator probabilities, one per image
 LATEST = ("gate_threshold", "pixel_threshold")
+# Kept pseudo-labels that were right (when the unlabelled batches carry true masks):
+# ratio key -> (numerator, denominator), both summed over the window first.
+RATIOS = {
+    "st_kept_accuracy": ("st_pixels_correct", "st_pixels_kept"),
+    "st_object_kept_accuracy": ("st_object_pixels_correct", "st_object_pixels_kept"),
+}
 
 
 class LogWindow:
@@ -63,6 +69,14 @@ class LogWindow:
             stats = self.sums["stats"]
             summed = (all_reduce_sum(getattr(stats, f.name)) for f in fields(stats))
             rec.update(PseudoLabelStats(*summed).to_log("st"))
+        for key, value in self.sums.items():  # other counts: summed, per class as lists
+            if key.startswith("st_") and torch.is_tensor(value):
+                total = all_reduce_sum(value)
+                rec[key] = total.tolist() if total.dim() else int(total)
+        for key, (num, den) in RATIOS.items():
+            if num in rec and den in rec:
+                # None, not NaN, when nothing was kept: there is no accuracy to report.
+                rec[key] = rec[num] / rec[den] if rec[den] else None
         if "gate_images_passed" in self.sums:  # images whose score passed the image gate
             rec["gate_images_passed"] = int(all_reduce_sum(self.sums["gate_images_passed"]))
             rec["gate_images_total"] = int(self.sums["gate_images_total"]) * world

@@ -51,7 +51,7 @@ class TrainerConfig:
     """
 
     # The training method by name (s4seg.methods.METHODS): "s4gan", "supervised" (CE on
-    # labels only), "advsemiseg", "mean_teacher", "fixmatch"; a Method object passed to
+    # labels only), "advsemiseg", "mean_teacher", "fixmatch", "unimatch"; a Method object passed to
     # the Trainer sets it to that object's name.
     method: str = "s4gan"
     max_steps: int = 2000

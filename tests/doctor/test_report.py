@@ -133,3 +133,20 @@ def test_python_dash_m_s4seg_report(tmp_path, monkeypatch):
             runpy.run_module("s4seg", run_name="__main__")
     assert done.value.code == 0
     assert (run / "report.md").exists()
+
+
+def test_report_shows_how_many_kept_pseudo_labels_were_right(tmp_path):
+    from log_streams import patch
+
+    history = patch(
+        healthy(), 0, 10**9, st_pixels_correct=lambda r: r["st_pixels_kept"] * 3 // 4,
+        st_object_pixels_kept=lambda r: r["st_pixels_kept"] // 4,
+        st_object_pixels_correct=lambda r: r["st_pixels_kept"] // 8,
+        st_kept_accuracy=0.75, st_object_kept_accuracy=0.5,
+    )  # fmt: skip
+    text = write_report(write_run(tmp_path / "run", history), plots=False).read_text()
+    assert "kept pixels right" in text and "kept object pixels right" in text
+    assert "| 75.0% | 50.0% |" in text
+    assert "75.0% of the kept pixels had the right label, and 50.0% of the kept object" in text
+    plain = write_report(write_run(tmp_path / "plain", healthy()), plots=False).read_text()
+    assert "kept pixels right" not in plain  # no true masks, no column

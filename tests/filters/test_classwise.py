@@ -27,12 +27,16 @@ PIXELS = [[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.15, 0.7, 0.15], [0.3, 0.3, 0.4]
 
 
 def test_thresholds_by_hand():
-    # momentum 0: the shares of this batch. beta = learned / max(0.5, 0.25) = (1, 0.5, 0).
+    # momentum 0: after one batch the shares are its own. beta = learned / max(0.5, 0.25)
+    # = (1, 0.5, 0); a batch is masked with the thresholds from before it, so the
+    # second call shows them.
     f = ClasswiseThreshold(3, threshold=0.5, momentum=0.0)
+    f.decide(logits=prob_logits(PIXELS), step=0)
     d = f.decide(logits=prob_logits(PIXELS), step=1)
     # convex M(x) = x / (2 - x): (1, 1/3, 0), times tau.
     assert d.pixel_threshold.tolist() == pytest.approx([0.5, 0.5 / 3, 0.0], abs=1e-6)
     lin = ClasswiseThreshold(3, threshold=0.5, momentum=0.0, mapping="linear")
+    lin.decide(logits=prob_logits(PIXELS), step=0)
     assert lin.decide(logits=prob_logits(PIXELS), step=1).pixel_threshold.tolist() == pytest.approx(
         [0.5, 0.25, 0.0], abs=1e-6
     )
@@ -40,32 +44,38 @@ def test_thresholds_by_hand():
     assert int(filter_stats(d, prob_logits(PIXELS)).pixels_kept) == 4
 
 
-def test_warm_up_starts_near_zero_and_rises():
-    # Nothing learnt yet: every threshold is 0, as FlexMatch's warm-up starts.
+def test_thresholds_start_near_zero_and_rise():
+    # Nothing learnt yet: every threshold is 0, as FlexMatch's "threshold warm-up" starts.
     f = ClasswiseThreshold(3, threshold=0.9, momentum=0.5)
     assert f.class_thresholds(0.9).tolist() == [0.0, 0.0, 0.0]
     sure = prob_logits([[0.98, 0.01, 0.01]] * 4)
-    thresholds = [float(f.decide(logits=sure, step=s).pixel_threshold[0]) for s in range(4)]
+    thresholds = [float(f.decide(logits=sure, step=s).pixel_threshold[0]) for s in range(5)]
     assert thresholds == sorted(thresholds) and thresholds[-1] > 0.5
-    # Without warm-up the best-learnt class gets tau at once.
+    # Without counting the unused share, the best-learnt class gets tau after one batch.
     g = ClasswiseThreshold(3, threshold=0.9, momentum=0.5, count_unused=False)
-    assert float(g.decide(logits=sure, step=0).pixel_threshold[0]) == pytest.approx(0.9)
+    g.decide(logits=sure, step=0)
+    assert float(g.decide(logits=sure, step=1).pixel_threshold[0]) == pytest.approx(0.9)
 
 
 def reference(batches, taus, num_classes, momentum, count_unused=True):
-    """FlexMatch's class-wise thresholds over EMA pixel shares, in float64 numpy."""
+    """FlexMatch's class-wise thresholds over EMA pixel shares, in float64 numpy.
+
+    As USB's FlexMatchThresholdingHook.masking: a batch is masked with the thresholds
+    of the state before it, then counted, a pixel with confidence >= tau as learnt.
+    """
     learned, unused = np.zeros(num_classes), 1.0
     out = []
     for logits, tau in zip(batches, taus, strict=True):
+        top = max(learned.max(), unused) if count_unused else learned.max()
+        beta = learned / max(top, np.finfo(np.float32).tiny)
+        out.append(beta / (2 - beta) * tau)
         x = logits.double().numpy()
         e = np.exp(x - x.max(axis=1, keepdims=True))
         probs = e / e.sum(axis=1, keepdims=True)
         conf, pseudo = probs.max(axis=1).ravel(), probs.argmax(axis=1).ravel()
-        share = np.array([((pseudo == c) & (conf > tau)).mean() for c in range(num_classes)])
+        share = np.array([((pseudo == c) & (conf >= tau)).mean() for c in range(num_classes)])
         learned = momentum * learned + (1 - momentum) * share
-        unused = momentum * unused + (1 - momentum) * (conf <= tau).mean()
-        beta = learned / (max(learned.max(), unused) if count_unused else learned.max())
-        out.append(beta / (2 - beta) * tau)
+        unused = momentum * unused + (1 - momentum) * (conf < tau).mean()
     return out
 
 
@@ -141,3 +151,22 @@ def test_resumed_run_inside_an_and_filter_is_bit_identical(tmp_path):
         AndFilter(DiscriminatorGate(0.2)).load_state_dict(
             state["method"]["self_training"]["filter"]
         )
+
+
+def test_a_batch_is_masked_with_the_thresholds_from_before_it():
+    # FlexMatch's reference code (USB, TorchSSL) masks, then updates: the first batch
+    # sees the initial "nothing learnt" state, so every class threshold is 0.
+    f = ClasswiseThreshold(3, threshold=0.9, momentum=0.0)
+    confident = torch.zeros(2, 3, 2, 2)
+    confident[:, 1] = 20.0  # every pixel class 1, confidence ~1
+    first = f.decide(logits=confident, step=0).pixel_threshold
+    assert first.tolist() == [0.0, 0.0, 0.0]
+    second = f.decide(logits=confident, step=1).pixel_threshold
+    assert second[1] == pytest.approx(0.9) and second[0] == 0.0  # class 1 now learnt
+
+
+def test_confidence_equal_to_tau_counts_as_learnt():
+    f = ClasswiseThreshold(2, threshold=0.5, momentum=0.0, count_unused=False)
+    tie = torch.zeros(1, 2, 1, 1)  # softmax [0.5, 0.5]: confidence exactly tau
+    f.update(tie, 0.5)
+    assert f.learned.tolist() == [1.0, 0.0]  # argmax takes the first class, counted (>=)

@@ -156,3 +156,14 @@ def test_kept_count_is_n_minus_floor_alpha_n_and_monotone(shape, a1, a2, seed):
     ent = pixel_entropy(logits)
     if keep_lo.any() and (~keep_lo).any():
         assert ent[keep_lo].max() < ent[~keep_lo].min()
+
+
+def test_a_masked_class_adds_nothing_as_in_u2pl() -> None:
+    # A class masked out with a -inf logit has probability exactly 0; 0 log 0 is 0, so
+    # the entropy is that of the other classes (U2PL's p * log(p + eps) stays finite too).
+    logits = torch.tensor([[[[0.0]], [[0.0]], [[-math.inf]]]])  # (1, 3, 1, 1)
+    ent = pixel_entropy(logits)
+    assert torch.isfinite(ent).all()
+    assert float(ent) == pytest.approx(math.log(2.0))
+    d = EntropyPercentileFilter(0.5).decide(logits=logits.expand(2, 3, 2, 2).contiguous(), step=0)
+    assert d.pixel_keep.any()  # the filter still keeps pixels

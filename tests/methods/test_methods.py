@@ -72,7 +72,9 @@ def test_each_method_trains_logs_and_evaluates(key) -> None:
 
 
 def test_defaults_by_name() -> None:
-    assert set(METHODS) == {"s4gan", "supervised", "advsemiseg", "mean_teacher", "fixmatch"}
+    assert set(METHODS) == {
+        "s4gan", "supervised", "advsemiseg", "mean_teacher", "fixmatch", "unimatch"
+    }  # fmt: skip
     t = make_trainer(method="s4gan")
     assert isinstance(t.method, S4GAN) and isinstance(t.method.pseudo_filter, DiscriminatorGate)
     assert isinstance(t.method.discriminator, FMDiscriminator)
@@ -140,3 +142,17 @@ def test_s4gan_options_are_checked() -> None:
         S4GAN(lr_d=-1e-4)
     with pytest.raises(ValueError, match="d_update_interval"):
         AdvSemiSeg(d_update_interval=0)
+
+
+def test_advsemiseg_without_a_trusted_pixel_is_as_if_the_term_were_skipped() -> None:
+    # The original skips loss_semi when no pixel passes mask_T; s4seg's term is then 0
+    # with a zero gradient, so the weights are those of a run without the term.
+    none_pass = make_trainer(method_object=AdvSemiSeg(start_step=0, threshold=1.0), max_steps=3)
+    no_term = make_trainer(method_object=AdvSemiSeg(start_step=0, lambda_st=0.0), max_steps=3)
+    rec = Records()
+    none_pass.callbacks = [rec]
+    none_pass.fit()
+    no_term.fit()
+    assert rec.train[-1]["st_pixels_kept"] == 0
+    for a, b in zip(none_pass.generator.parameters(), no_term.generator.parameters(), strict=True):
+        assert torch.equal(a, b)

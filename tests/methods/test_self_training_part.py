@@ -83,7 +83,9 @@ def test_settings_are_checked_and_recorded() -> None:
     with pytest.raises(TypeError, match="decide"):
         SelfTraining(0.9)  # type: ignore[arg-type]
     st = SelfTraining(PixelConfidenceFilter(0.7), lambda_st=0.5, start_step=3, normalize="valid")
-    assert st.settings() == {"lambda_st": 0.5, "start_step": 3, "normalize": "valid"}
+    assert st.settings() == {
+        "lambda_st": 0.5, "start_step": 3, "normalize": "valid", "background_index": 0
+    }  # fmt: skip
     assert st.parts()["pseudo_filter"] == "PixelConfidenceFilter(threshold=0.7)"
     assert "max softmax probability" in st.parts()["pseudo_filter_thresholds"]
 
