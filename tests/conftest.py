@@ -59,6 +59,7 @@ def make_trainer(
     generator=None,
     pseudo_filter=None,
     method_object=None,
+    extra_loaders=None,
     **overrides,
 ) -> Trainer:
     """A Trainer on 32x32 synthetic images with a tiny generator; config overrides as kwargs.
@@ -91,7 +92,7 @@ def make_trainer(
         generator or TinyGenerator(num_classes=data.num_classes),
         InfiniteLoader(labelled, 2, seed=1),
         unlabelled_loader=InfiniteLoader(unlabelled, 2, seed=2),
-        loaders={"d": InfiniteLoader(labelled, 2, seed=3)},
+        loaders={"d": InfiniteLoader(labelled, 2, seed=3), **(extra_loaders or {})},
         val_loader=DataLoader(Subset(data, range(4)), batch_size=2),
         config=cfg,
         callbacks=callbacks,
@@ -100,7 +101,7 @@ def make_trainer(
 
 
 def assert_resume_is_bit_identical(
-    tmp_path, factory, steps: int = 6, stop: int = 3, generator_factory=None
+    tmp_path, factory, steps: int = 6, stop: int = 3, generator_factory=None, extra_loaders=None
 ) -> None:
     """A run stopped at ``stop``, checkpointed and resumed in a fresh trainer (global RNG
     disturbed) ends with exactly the weights of an uninterrupted run: the generator and
@@ -110,7 +111,10 @@ def assert_resume_is_bit_identical(
     def build(seed: int = 0):
         torch.manual_seed(seed)
         gen = generator_factory() if generator_factory is not None else None
-        return make_trainer(method_object=factory(), max_steps=steps, seed=seed, generator=gen)
+        extra = extra_loaders() if extra_loaders is not None else None
+        return make_trainer(
+            method_object=factory(), max_steps=steps, seed=seed, generator=gen, extra_loaders=extra
+        )
 
     straight = build()
     straight.fit()

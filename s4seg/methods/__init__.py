@@ -16,6 +16,8 @@ public :class:`StepContext` (see :mod:`s4seg.methods.base`):
 * :class:`UniMatch`: the model teaches itself from its weak view, through two strong
   views with their own CutMix and a feature-perturbed stream (Yang et al., CVPR 2023).
 
+:class:`MLMT` adds S4GAN's image-level classifier branch to any of them.
+
 Shared parts: :class:`~s4seg.methods.adversarial.AdversarialMethod` (a
 discriminator, its optimizer and update) and
 :class:`~s4seg.methods.self_training.SelfTraining` (a filter, the loss,
@@ -30,6 +32,7 @@ from s4seg.methods.adversarial import AdversarialMethod
 from s4seg.methods.advsemiseg import AdvSemiSeg
 from s4seg.methods.base import Method, StepContext, StepOutput
 from s4seg.methods.mean_teacher import FixMatch, MeanTeacher
+from s4seg.methods.mlmt import MLMT
 from s4seg.methods.s4gan import S4GAN
 from s4seg.methods.self_training import SelfTraining
 from s4seg.methods.supervised import Supervised
@@ -38,6 +41,7 @@ from s4seg.methods.unimatch import UniMatch
 
 __all__ = [
     "METHODS",
+    "MLMT",
     "S4GAN",
     "AdvSemiSeg",
     "AdversarialMethod",

@@ -4,6 +4,7 @@ discriminator, what the discriminators are shown, and inference on images of any
 
 from __future__ import annotations
 
+from s4seg.models.classifier import MultiLabelClassifier, mask_absent_classes, presence_targets
 from s4seg.models.deeplabv2 import DeepLabV2ResNet, deeplabv2_resnet101
 from s4seg.models.discriminator import FMDiscriminator
 from s4seg.models.discriminator_inputs import (
@@ -26,6 +27,7 @@ __all__ = [
     "DeepLabV2ResNet",
     "DeepLabV3PlusHead",
     "FMDiscriminator",
+    "MultiLabelClassifier",
     "PixelDiscriminator",
     "PooledASPP",
     "SegmentationGenerator",
@@ -34,8 +36,10 @@ __all__ = [
     "deeplabv2_resnet101",
     "discriminator_input",
     "load_weights",
+    "mask_absent_classes",
     "one_hot_labels",
     "predict_logits",
+    "presence_targets",
     "scale_images",
     "sharpen",
     "soften_one_hot",
