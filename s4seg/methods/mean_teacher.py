@@ -13,6 +13,7 @@ from s4seg.filters import PixelConfidenceFilter, PseudoLabelFilter
 from s4seg.methods.base import Method, StepContext, StepOutput
 from s4seg.methods.self_training import SelfTraining
 from s4seg.methods.teacher import EMATeacher
+from s4seg.metrics import SegmentationMetric
 from s4seg.schedules import Schedule
 
 __all__ = ["FixMatch", "MeanTeacher"]
@@ -127,6 +128,20 @@ class MeanTeacher(Method):
     def update(self, ctx: StepContext, output: StepOutput) -> dict[str, Any]:
         self.teacher.update(ctx.generator, ctx.step)
         return {}
+
+    def diagnose(self, ctx: StepContext) -> dict[str, float]:
+        """``teacher_miou``: the teacher's val mIoU, beside the student's ``miou``."""
+        if ctx.val_loader is None or self._teacher is None:
+            return {}
+        metric = SegmentationMetric(ctx.num_classes, ctx.ignore_index)
+        # Iterating a DataLoader draws from the global RNG: fork it, so that measuring
+        # leaves the training itself unchanged.
+        cuda = [ctx.device] if ctx.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            for batch in ctx.val_loader:
+                image = batch["image"].to(ctx.device)
+                metric.update(self.teacher(image).float(), batch["mask"].to(ctx.device))
+        return {"teacher_miou": metric.compute()["miou"]}
 
     def modules(self) -> dict[str, nn.Module]:
         return {"teacher": self.teacher.model} if self._teacher is not None else {}

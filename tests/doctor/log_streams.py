@@ -201,3 +201,14 @@ def field_report(with_d_scores: bool = False) -> list[Record]:
 
 
 PIXEL_FILTER = PixelConfidenceFilter(0.95)
+
+
+def collapsing(steps: int = 3000) -> list[Record]:
+    """A healthy start, then from step 1000 on val falls while the kept pixels shrink and
+    the discriminator's score turns against correctness (confirmation bias)."""
+    history = healthy(steps=steps, max_steps=2 * steps)
+    history = patch(history, 1001, steps, st_pixels_frac=lambda r: 0.3 * r["st_pixels_frac"])
+    history = patch(history, 1001, steps, st_object_kept_accuracy=0.55)
+    history = patch(history, 0, 1000, st_object_kept_accuracy=0.8)
+    history = patch(history, 1001, steps, kind="eval", miou=lambda r: 0.28 - r["step"] / 1e5)
+    return patch(history, 1001, steps, kind="eval", d_auc_accuracy=0.12)

@@ -271,3 +271,26 @@ def test_a_flickering_dominance_is_one_finding():
     ]
     three_gaps = patch(patch(healthy(), 1000, 1100, **dominant), 1300, 1400, **dominant)
     assert [f.first_step for f in DiscriminatorDominant().check(three_gaps)] == [1000, 1300]
+
+
+def test_collapse_names_the_signals_that_turned():
+    from log_streams import collapsing
+
+    from s4seg.doctor import SelfTrainingCollapse
+
+    (finding,) = SelfTrainingCollapse().check(collapsing())
+    assert finding.severity == "critical"
+    assert finding.evidence["best_step"] == 1000
+    assert "the kept pixels shrank" in finding.seen
+    assert "d_auc_accuracy 0.12" in finding.seen
+    assert "kept object pixels with the right label fell from 80.0% to 55.0%" in finding.seen
+    assert "Confirmation bias" in finding.cause
+    assert finding.remedies[0].startswith("trainer.restore_best(): go back to step 1000")
+
+
+def test_collapse_is_silent_while_val_rises_and_for_a_starved_gate():
+    from s4seg.doctor import SelfTrainingCollapse
+
+    assert SelfTrainingCollapse().check(healthy()) == []
+    # The field report starves (nothing kept at the end): that is st_starved, not this.
+    assert SelfTrainingCollapse().check(field_report(with_d_scores=True)) == []

@@ -69,6 +69,7 @@ def test_each_method_trains_logs_and_evaluates(key) -> None:
         teacher = t.method.teacher.model
         assert not any(p.requires_grad for p in teacher.parameters())
         assert not teacher.training
+        assert 0.0 <= rec.eval[-1]["teacher_miou"] <= 1.0  # the teacher's own val mIoU
 
 
 def test_defaults_by_name() -> None:

@@ -30,7 +30,11 @@ from s4seg.doctor.monitors.discriminator import (
     DiscriminatorJudgesSoftness,
 )
 from s4seg.doctor.monitors.optimisation import ExplodingLoss, LearningRateExhausted, NonFiniteLoss
-from s4seg.doctor.monitors.self_training import SelfTrainingFlooded, SelfTrainingStarved
+from s4seg.doctor.monitors.self_training import (
+    SelfTrainingCollapse,
+    SelfTrainingFlooded,
+    SelfTrainingStarved,
+)
 from s4seg.doctor.monitors.validation import Overfitting, ValMiouFalling
 from s4seg.doctor.records import Record
 
@@ -43,6 +47,7 @@ __all__ = [
     "Monitor",
     "NonFiniteLoss",
     "Overfitting",
+    "SelfTrainingCollapse",
     "SelfTrainingFlooded",
     "SelfTrainingStarved",
     "ValMiouFalling",
@@ -81,6 +86,7 @@ def default_monitors(duration_steps: int = 500) -> list[Monitor]:
         DiscriminatorCollapsed(steps=2 * duration_steps),
         DiscriminatorJudgesSoftness(),
         ValMiouFalling(),
+        SelfTrainingCollapse(),
         Overfitting(),
         LearningRateExhausted(),
     ]

@@ -1,4 +1,5 @@
-"""Self-training monitors: nothing kept (starved), or everything kept (flooded)."""
+"""Self-training monitors: nothing kept (starved), everything kept (flooded), or the
+pseudo-labels turning bad while val falls (collapse)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, ClassVar
 from s4seg.doctor.findings import Finding
 from s4seg.doctor.records import (
     Record,
+    eval_records,
     filter_text,
     fixed,
     has_gate,
@@ -28,7 +30,7 @@ from s4seg.doctor.remedies import (
     pixel_starved_remedies,
 )
 
-__all__ = ["SelfTrainingFlooded", "SelfTrainingStarved"]
+__all__ = ["SelfTrainingCollapse", "SelfTrainingFlooded", "SelfTrainingStarved"]
 
 
 @dataclass(frozen=True)
@@ -232,3 +234,126 @@ class SelfTrainingFlooded:
                 )
             )
         return findings
+
+
+@dataclass(frozen=True)
+class SelfTrainingCollapse:
+    """Val mIoU falls from its best while the self-training signals turn bad with it.
+
+    The signature of confirmation bias: the model teaches itself its own mistakes, so
+    its pseudo-labels get worse as it trains on them. It fires when, for ``evals``
+    evaluations after the best, val mIoU is more than ``min_drop`` below it and at
+    least one self-training signal has turned since the best evaluation:
+
+    * the kept pixels shrank: the mean ``st_pixels_frac`` of the log windows since
+      the best is below ``shrink`` times that of the windows up to it (but above
+      ``min_active``: a self-training that keeps nothing is starved, a different
+      finding with a different cause);
+    * the discriminator's score turned against correctness: ``d_auc_accuracy`` of
+      the latest evaluation is below ``max_auc`` (0.5 is chance);
+    * the kept pseudo-labels got less right: ``st_object_kept_accuracy`` (or
+      ``st_kept_accuracy``) fell by more than ``accuracy_drop`` (needs true masks).
+
+    Args:
+        min_drop: drop below the best val mIoU that counts.
+        evals: consecutive evaluations below ``best - min_drop``.
+        shrink: ratio of kept-pixel fractions (after / before) that counts as shrinking.
+        max_auc: ``d_auc_accuracy`` below this counts as anti-correlated.
+        accuracy_drop: fall of the kept-pixel accuracy that counts.
+        min_active: kept-pixel fraction below which self-training counts as stopped.
+    """
+
+    min_drop: float = 0.02
+    evals: int = 2
+    shrink: float = 0.7
+    max_auc: float = 0.4
+    accuracy_drop: float = 0.05
+    min_active: float = 0.01
+    code: ClassVar[str] = "st_collapse"
+
+    def check(self, history: Sequence[Record]) -> list[Finding]:
+        evals = [e for e in eval_records(history) if number_at(e, "miou") is not None]
+        if not evals:
+            return []
+        best_i = max(range(len(evals)), key=lambda i: evals[i]["miou"])
+        best = evals[best_i]
+        below = [e for e in evals[best_i + 1 :] if e["miou"] < best["miou"] - self.min_drop]
+        if len(below) < self.evals or below[-1] is not evals[-1]:
+            return []  # not falling (now)
+        trains = train_records(history)
+        pre = [r for r in trains if r["step"] <= best["step"]][-5:]
+        post = [r for r in trains if best["step"] < r["step"] <= evals[-1]["step"]][-5:]
+        kept_now = numbers_of(post, "st_pixels_frac")
+        if not kept_now or statistics.fmean(kept_now) < self.min_active:
+            return []  # no self-training, or a starved one: not this finding
+        signals = self._signals(pre, post, evals[-1])
+        if not signals:
+            return []
+        seen = (
+            f"val mIoU was best at step {best['step']} ({best['miou']:.4f}) and is "
+            f"{evals[-1]['miou']:.4f} at step {evals[-1]['step']} "
+            f"({len(below)} evaluations more than {self.min_drop} below it); meanwhile "
+            + "; ".join(signals)
+            + "."
+        )
+        cause = (
+            "Confirmation bias: the model keeps training on its own pseudo-labels after "
+            "they stopped being better than what it already knows, and learns its "
+            "mistakes; the signals above say the pseudo-labels it keeps are getting fewer "
+            "or worse, or that the discriminator's score now favours the wrong ones."
+        )
+        remedies = [
+            f"trainer.restore_best(): go back to step {best['step']} (val mIoU {best['miou']:.4f})",
+            f"TrainerConfig(early_stop_patience={self.evals}): stop when val stops improving",
+            "PixelConfidenceFilter(0.95): keep only the most confident pixels",
+            "UniMatch(): pseudo-labels from the model's weak view, three perturbed streams",
+        ]
+        return [
+            Finding(
+                code=self.code,
+                severity="critical",
+                title="self-training collapse: val falls while the pseudo-labels turn bad",
+                seen=seen,
+                cause=cause,
+                remedies=remedies,
+                first_step=below[0]["step"],
+                last_step=evals[-1]["step"],
+                evidence={
+                    "best_step": best["step"],
+                    "best_miou": best["miou"],
+                    "last_miou": evals[-1]["miou"],
+                    "signals": signals,
+                },
+            )
+        ]
+
+    def _signals(self, pre: list[Record], post: list[Record], last: Record) -> list[str]:
+        out = []
+        kept_pre, kept_post = numbers_of(pre, "st_pixels_frac"), numbers_of(post, "st_pixels_frac")
+        if kept_pre and kept_post:
+            before, after = statistics.fmean(kept_pre), statistics.fmean(kept_post)
+            if before > 0 and after < self.shrink * before:
+                out.append(
+                    f"the kept pixels shrank from {100 * before:.1f}% to {100 * after:.1f}% "
+                    f"of the unlabelled pixels"
+                )
+        auc = number_at(last, "d_auc_accuracy")
+        if auc is not None and auc < self.max_auc:
+            out.append(
+                f"the discriminator's score is anti-correlated with correctness "
+                f"(d_auc_accuracy {auc:.2f} at step {last['step']}, 0.5 is chance)"
+            )
+        for key, label in (
+            ("st_object_kept_accuracy", "kept object pixels"),
+            ("st_kept_accuracy", "kept pixels"),
+        ):
+            a_pre, a_post = numbers_of(pre, key), numbers_of(post, key)
+            if a_pre and a_post:
+                before, after = statistics.fmean(a_pre), statistics.fmean(a_post)
+                if after < before - self.accuracy_drop:
+                    out.append(
+                        f"the {label} with the right label fell from {100 * before:.1f}% to "
+                        f"{100 * after:.1f}%"
+                    )
+                break  # the object accuracy when there is one, else the overall one
+        return out
