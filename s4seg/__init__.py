@@ -22,52 +22,66 @@ named for what it is:
 
 from __future__ import annotations
 
-from s4seg import (
-    callbacks,
-    data,
-    doctor,
-    filters,
-    losses,
-    methods,
-    metrics,
-    models,
-    ops,
-    schedules,
-    training,
-)
-from s4seg.callbacks import default_callbacks
-from s4seg.data import FolderDataset, SyntheticShapes
-from s4seg.methods import S4GAN, AdvSemiSeg, FixMatch, MeanTeacher, Supervised, UniMatch
-from s4seg.models import create_generator
-from s4seg.seeding import seed_everything
-from s4seg.training import Trainer, TrainerConfig
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
 
-__all__ = [
-    "S4GAN",
-    "AdvSemiSeg",
-    "FixMatch",
-    "FolderDataset",
-    "MeanTeacher",
-    "Supervised",
-    "SyntheticShapes",
-    "Trainer",
-    "TrainerConfig",
-    "UniMatch",
-    "__version__",
-    "callbacks",
-    "create_generator",
-    "data",
-    "default_callbacks",
-    "doctor",
-    "filters",
-    "losses",
-    "methods",
-    "metrics",
-    "models",
-    "ops",
-    "schedules",
-    "seed_everything",
-    "training",
-]
+# Names resolve on first use (PEP 562), so that `import s4seg` and the `s4seg` command
+# start without loading torch and timm; a script that touches s4seg.Trainer loads them.
+_NAMES = {
+    "S4GAN": "s4seg.methods",
+    "AdvSemiSeg": "s4seg.methods",
+    "FixMatch": "s4seg.methods",
+    "MeanTeacher": "s4seg.methods",
+    "Supervised": "s4seg.methods",
+    "UniMatch": "s4seg.methods",
+    "FolderDataset": "s4seg.data",
+    "SyntheticShapes": "s4seg.data",
+    "Trainer": "s4seg.training",
+    "TrainerConfig": "s4seg.training",
+    "create_generator": "s4seg.models",
+    "default_callbacks": "s4seg.callbacks",
+    "seed_everything": "s4seg.seeding",
+}
+_SUBPACKAGES = (
+    "callbacks", "data", "doctor", "filters", "losses", "methods", "metrics", "models", "ops",
+    "schedules", "training",
+)  # fmt: skip
+
+__all__ = sorted([*_NAMES, *_SUBPACKAGES, "__version__"])
+
+if TYPE_CHECKING:
+    from s4seg import (
+        callbacks,
+        data,
+        doctor,
+        filters,
+        losses,
+        methods,
+        metrics,
+        models,
+        ops,
+        schedules,
+        training,
+    )
+    from s4seg.callbacks import default_callbacks
+    from s4seg.data import FolderDataset, SyntheticShapes
+    from s4seg.methods import S4GAN, AdvSemiSeg, FixMatch, MeanTeacher, Supervised, UniMatch
+    from s4seg.models import create_generator
+    from s4seg.seeding import seed_everything
+    from s4seg.training import Trainer, TrainerConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"s4seg.{name}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value  # once loaded, a plain attribute
+        return value
+    raise AttributeError(f"module 's4seg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -9,7 +9,10 @@ from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
+    from s4seg import __version__  # the package's __init__ loads no torch
+
     p = argparse.ArgumentParser(prog="s4seg", description="s4seg command-line tools")
+    p.add_argument("--version", action="version", version=f"s4seg {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     report = sub.add_parser(
         "report",
