@@ -49,7 +49,33 @@ _SUBPACKAGES = (
     "schedules", "training",
 )  # fmt: skip
 
-__all__ = sorted([*_NAMES, *_SUBPACKAGES, "__version__"])
+__all__ = [
+    "S4GAN",
+    "AdvSemiSeg",
+    "FixMatch",
+    "FolderDataset",
+    "MeanTeacher",
+    "Supervised",
+    "SyntheticShapes",
+    "Trainer",
+    "TrainerConfig",
+    "UniMatch",
+    "__version__",
+    "callbacks",
+    "create_generator",
+    "data",
+    "default_callbacks",
+    "doctor",
+    "filters",
+    "losses",
+    "methods",
+    "metrics",
+    "models",
+    "ops",
+    "schedules",
+    "seed_everything",
+    "training",
+]
 
 if TYPE_CHECKING:
     from s4seg import (

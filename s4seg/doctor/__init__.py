@@ -38,7 +38,26 @@ _NAMES = {
     "write_report": "s4seg.doctor.report",
 }
 
-__all__ = sorted(_NAMES)
+__all__ = [
+    "DiscriminatorCollapsed",
+    "DiscriminatorDominant",
+    "DiscriminatorJudgesSoftness",
+    "Doctor",
+    "ExplodingLoss",
+    "Finding",
+    "LearningRateExhausted",
+    "Monitor",
+    "NonFiniteLoss",
+    "Overfitting",
+    "SelfTrainingCollapse",
+    "SelfTrainingFlooded",
+    "SelfTrainingStarved",
+    "ValMiouFalling",
+    "default_monitors",
+    "load_run",
+    "run_monitors",
+    "write_report",
+]
 
 if TYPE_CHECKING:
     from s4seg.doctor.callback import Doctor
