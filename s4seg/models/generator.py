@@ -162,15 +162,17 @@ def _timm_generator(
     output_stride: int,
     head: str,
     kwargs: dict[str, Any],
+    head_kwargs: dict[str, Any] | None = None,
 ) -> SegmentationGenerator:
     encoder = TimmEncoder(name, pretrained=pretrained, output_stride=output_stride, **kwargs)
+    options = dict(head_kwargs or {})
     if head == "aspp":
-        module: nn.Module = ASPP(encoder.out_channels, num_classes)
+        module: nn.Module = ASPP(encoder.out_channels, num_classes, **options)
     else:
         # The rates are DeepLabV3's at stride 16; at stride 8 the maps are twice as large.
-        rates = (6, 12, 18) if output_stride >= 16 else (12, 24, 36)
+        options.setdefault("dilations", (6, 12, 18) if output_stride >= 16 else (12, 24, 36))
         low = encoder.feature_channels[encoder.low_level_index()]
-        module = DeepLabV3PlusHead(encoder.out_channels, low, num_classes, dilations=rates)
+        module = DeepLabV3PlusHead(encoder.out_channels, low, num_classes, **options)
     return SegmentationGenerator(encoder, module, num_classes)
 
 
@@ -196,6 +198,7 @@ def create_generator(
     *,
     output_stride: int | None = None,
     head: str = "aspp",
+    head_kwargs: dict[str, Any] | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
     **kwargs: Any,
 ) -> SegmentationGenerator:
@@ -215,6 +218,9 @@ def create_generator(
             and 8 for the DeepLabV2 preset, which has no other.
         head: for timm backbones, ``"aspp"`` (DeepLabV2's :class:`ASPP`, S4GAN's) or
             ``"deeplabv3plus"`` (:class:`DeepLabV3PlusHead`, fusing the stride-4 map).
+        head_kwargs: passed to the head (``dilations``; for DeepLabV3+ also
+            ``aspp_channels``, ``decoder_channels``, ``low_level_out``: small values
+            make a small, fast head for small images).
         checkpoint_path: a file holding this generator's own state_dict (bare, or under a
             ``"model"`` / ``"state_dict"`` key), loaded strictly after construction.
         **kwargs: passed to ``timm.create_model`` (e.g. ``in_chans``, ``drop_path_rate``), or
@@ -232,9 +238,10 @@ def create_generator(
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if name in PRESETS:
-        if head != "aspp":
+        if head != "aspp" or head_kwargs:
             raise ValueError(
-                f"preset {name!r} has its own head; leave head unset (the presets are "
+                f"preset {name!r} has its own head; leave head and head_kwargs unset (the "
+                f"presets are "
                 f"{', '.join(sorted(PRESETS))})"
             )
         generator = PRESETS[name](
@@ -242,7 +249,9 @@ def create_generator(
         )
     else:
         stride = 16 if output_stride is None else output_stride
-        generator = _timm_generator(name, num_classes, pretrained, stride, head, kwargs)
+        generator = _timm_generator(
+            name, num_classes, pretrained, stride, head, kwargs, head_kwargs
+        )
     if checkpoint_path is not None:
         load_weights(generator, checkpoint_path)
     return generator

@@ -222,3 +222,16 @@ def test_unimatch_network_preset_is_resnet101_deeplabv3plus_at_stride_16() -> No
     assert isinstance(g.head, DeepLabV3PlusHead) and g.head.aspp.dilations == (6, 12, 18)
     assert g.head.aspp.out_channels == 256  # 2048 // 8, as in UniMatch
     assert g(torch.randn(2, 3, 33, 33)).shape == (2, 21, 33, 33)  # pooling BN needs B > 1
+
+
+def test_head_kwargs_size_the_head() -> None:
+    g = create_generator(
+        "test_efficientnet", 6, output_stride=8, head="deeplabv3plus",
+        head_kwargs={"decoder_channels": 64, "aspp_channels": 32},
+    )  # fmt: skip
+    assert g.head.classifier.in_channels == 64 and g.head.aspp.out_channels == 32
+    assert g(torch.randn(2, 3, 48, 48)).shape == (2, 6, 48, 48)
+    v2 = create_generator("test_resnet", 3, head_kwargs={"dilations": (1, 2)})
+    assert v2.head.dilations == (1, 2)
+    with pytest.raises(ValueError, match="head_kwargs unset"):
+        create_generator("deeplabv2_resnet101", 3, head_kwargs={"dilations": (1,)})
