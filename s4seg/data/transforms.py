@@ -334,16 +334,16 @@ class Augmented(Dataset):
             )
         generator = torch.Generator()
         generator.manual_seed(sample_seed(self.seed, self.epoch, int(index)))
-        image, mask = self.transform(item["image"], item.get("mask"), generator)
+        # An unlabelled sample's true mask (kept only to measure pseudo-labels) moves with
+        # its image exactly as a label would; the draws are the same with or without it.
+        key = "mask" if "mask" in item else "true_mask" if "true_mask" in item else None
+        image, mask = self.transform(item["image"], item[key] if key else None, generator)
         out = dict(item)
-        out["image"] = image
-        if mask is not None:
-            out["mask"] = mask
         # Slices are views into the loaded sample; make them contiguous so the
         # default collate does not stack strided memory.
-        out["image"] = out["image"].contiguous()
-        if "mask" in out:
-            out["mask"] = out["mask"].contiguous()
+        out["image"] = image.contiguous()
+        if key is not None and mask is not None:
+            out[key] = mask.contiguous()
         return out
 
     def __repr__(self) -> str:

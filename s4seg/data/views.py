@@ -12,8 +12,11 @@ logits (:meth:`Views.mix`)::
 
 All randomness comes from ``generator`` (a CPU ``torch.Generator``): per-image
 parameters are drawn on the CPU and sent to the device in one small copy, with no
-host sync. Images are normalized with ``mean`` / ``std`` (ImageNet by default);
-photometric ops un-normalize, work in [0, 1] (clamping inputs) and re-normalize.
+host sync. Photometric ops work on intensities in [0, 1]: images normalized with a
+``mean`` / ``std`` (ImageNet's, with a pretrained backbone) are un-normalized first and
+re-normalized after; by default (mean 0, std 1) the images are taken to be in [0, 1],
+as the built-in datasets give them. The first call checks that the un-normalized
+images do lie in [0, 1], so that a mismatch cannot go unnoticed.
 """
 
 from __future__ import annotations
@@ -167,8 +170,14 @@ class StrongView:
         grayscale_p: probability of converting to grayscale, per image.
         blur_p: probability of a Gaussian blur, per image.
         blur_sigma: range of the blur's standard deviation in pixels, low > 0.
-        mean: per-channel mean the images were normalized with.
-        std: per-channel std the images were normalized with.
+        mean: per-channel mean the images were normalized with (0: not normalized).
+        std: per-channel std the images were normalized with (1: not normalized).
+
+    Raises:
+        ValueError: on the first call, when the un-normalized images reach well outside
+            [0, 1]: the images were normalized with other values than ``mean`` and
+            ``std`` (pass ``mean=IMAGENET_MEAN, std=IMAGENET_STD`` for images
+            normalized for a pretrained backbone).
     """
 
     jitter_p: float = 0.8
@@ -178,8 +187,9 @@ class StrongView:
     grayscale_p: float = 0.2
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    _checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("jitter_p", "grayscale_p", "blur_p", "brightness", "contrast", "saturation"):
@@ -187,6 +197,23 @@ class StrongView:
         _range("blur_sigma", self.blur_sigma, math.inf)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"mean and std need 3 values, std > 0; got {self.mean}, {self.std}")
+
+    def _check_range(self, intensities: Tensor) -> None:
+        """Once: the un-normalized images must be intensities in [0, 1] (one host sync)."""
+        if self._checked:
+            return
+        lo, hi = (float(v) for v in torch.aminmax(intensities.detach()))
+        # A margin for interpolation overshoot and noise; normalized images reach about
+        # -2 to 2.6, far outside.
+        if lo < -0.25 or hi > 1.25:
+            raise ValueError(
+                f"StrongView(mean={self.mean}, std={self.std}) sees intensities in "
+                f"[{lo:.2f}, {hi:.2f}], not [0, 1]: the images were normalized with other "
+                f"values. Pass the mean and std of the loader's Normalize (ImageNet's: "
+                f"mean=IMAGENET_MEAN, std=IMAGENET_STD), or leave both unset for images in "
+                f"[0, 1]"
+            )
+        object.__setattr__(self, "_checked", True)
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """Shape: images: (B, 3, H, W) float, normalized; returns the same shape."""
@@ -212,7 +239,9 @@ class StrongView:
         bright, contrast, sat, gray = params[:, :4, None, None, None].unbind(1)
         mean = images.new_tensor(self.mean).view(1, 3, 1, 1)
         std = images.new_tensor(self.std).view(1, 3, 1, 1)
-        x = (images * std + mean).clamp(0, 1)
+        x = images * std + mean
+        self._check_range(x)
+        x = x.clamp(0, 1)
         x = (bright * x).clamp(0, 1)
         x = (contrast * x + (1 - contrast) * _gray(x).mean((2, 3), keepdim=True)).clamp(0, 1)
         x = (sat * x + (1 - sat) * _gray(x)).clamp(0, 1)

@@ -256,3 +256,18 @@ def test_augmented_bad_arguments() -> None:
         Augmented(_Plain(), AUG).set_epoch(-1)
     with pytest.raises(TypeError, match="samples like"):
         Augmented([torch.zeros(3, 2, 2)], AUG)[0]  # type: ignore[arg-type]
+
+
+def test_a_true_mask_moves_with_its_image_and_the_draws_do_not_change() -> None:
+    from torch.utils.data import Subset
+
+    from s4seg.data import SyntheticShapes, Unlabelled
+
+    data = SyntheticShapes(6, image_size=16, seed=0)
+    transform = Compose([RandomScale(0.5, 1.5), RandomCrop(12), RandomHorizontalFlip()])
+    labelled = Augmented(data, transform, seed=3)
+    measured = Augmented(Unlabelled(Subset(data, range(6)), keep_masks=True), transform, seed=3)
+    plain = Augmented(Unlabelled(Subset(data, range(6))), transform, seed=3)
+    for i in range(6):
+        assert torch.equal(measured[i]["true_mask"], labelled[i]["mask"])
+        assert torch.equal(measured[i]["image"], plain[i]["image"])

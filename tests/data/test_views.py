@@ -23,7 +23,14 @@ from s4seg.data.views import (
 fast = settings(max_examples=25, deadline=None)
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-NO_PHOTO = StrongView(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
+
+
+def Strong(*args, **kwargs) -> StrongView:  # noqa: N802
+    """A StrongView for ImageNet-normalized images, as these tests feed it."""
+    return StrongView(*args, mean=IMAGENET_MEAN, std=IMAGENET_STD, **kwargs)
+
+
+NO_PHOTO = Strong(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -70,7 +77,7 @@ def test_strong_no_ops_is_identity_and_dtype_shape_kept() -> None:
 
 def test_grayscale_gives_equal_channels_equal_to_luma() -> None:
     x = normalized(dtype=torch.float64)
-    out = unnormalize(StrongView(jitter_p=0.0, grayscale_p=1.0, blur_p=0.0)(x, gen()))
+    out = unnormalize(Strong(jitter_p=0.0, grayscale_p=1.0, blur_p=0.0)(x, gen()))
     rgb = unnormalize(x)
     luma = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
     for ch in range(3):
@@ -85,7 +92,7 @@ def _luma(rgb: torch.Tensor) -> torch.Tensor:
 def test_jitter_matches_hand_computed(which: str) -> None:
     x = normalized(dtype=torch.float64)
     strengths = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, which: 0.5}
-    view = StrongView(1.0, **strengths, grayscale_p=0.0, blur_p=0.0)
+    view = Strong(1.0, **strengths, grayscale_p=0.0, blur_p=0.0)
     u = torch.rand(7, 2, generator=gen(5), dtype=torch.float64)  # the draws StrongView makes
     row = 1 + ["brightness", "contrast", "saturation"].index(which)
     f = (0.5 + u[row]).view(2, 1, 1, 1)  # uniform in [1 - 0.5, 1 + 0.5]
@@ -102,7 +109,7 @@ def test_jitter_matches_hand_computed(which: str) -> None:
 def test_blur_matches_loop_reference() -> None:
     sigma = 0.8
     x = normalized(b=1, h=4, w=5, dtype=torch.float64)
-    view = StrongView(0.0, grayscale_p=0.0, blur_p=1.0, blur_sigma=(sigma, sigma))
+    view = Strong(0.0, grayscale_p=0.0, blur_p=1.0, blur_sigma=(sigma, sigma))
     out = unnormalize(view(x, gen()))
     rgb = unnormalize(x)
     r = math.ceil(3 * sigma)
@@ -124,7 +131,7 @@ def test_blur_matches_loop_reference() -> None:
 @given(st.integers(0, 2**31 - 1), st.integers(1, 4), st.floats(0, 1), st.floats(0, 1))
 def test_strong_stays_in_normalized_unit_range(seed: int, b: int, p: float, s: float) -> None:
     x = normalized(b=b, seed=seed)
-    view = StrongView(p, s, s, s, grayscale_p=p, blur_p=p)
+    view = Strong(p, s, s, s, grayscale_p=p, blur_p=p)
     out = unnormalize(view(x, gen(seed)))
     assert out.shape == x.shape
     assert bool((out >= -1e-5).all() and (out <= 1 + 1e-5).all())
@@ -186,15 +193,16 @@ def test_views_mix_aligns_teacher_targets_with_strong_images() -> None:
 
 def test_deterministic_given_seed() -> None:
     x = normalized(b=3, h=8, w=8)
-    a, b = WeakStrongViews()(x, gen(7)), WeakStrongViews()(x, gen(7))
+    views = WeakStrongViews(strong=Strong())
+    a, b = views(x, gen(7)), views(x, gen(7))
     for name in ("weak", "strong", "mix_mask", "partner"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
-    assert not torch.equal(a.strong, WeakStrongViews()(x, gen(8)).strong)
+    assert not torch.equal(a.strong, views(x, gen(8)).strong)
 
 
 def test_float64() -> None:
     x = normalized(dtype=torch.float64)
-    views = WeakStrongViews(cutmix_p=1.0)(x, gen())
+    views = WeakStrongViews(strong=Strong(), cutmix_p=1.0)(x, gen())
     assert views.weak.dtype == views.strong.dtype == torch.float64
     assert views.strong.shape == x.shape
 
@@ -219,3 +227,19 @@ def test_validation() -> None:
     mask = torch.zeros(2, 4, 5, dtype=torch.bool)
     with pytest.raises(ValueError, match=r"tensor 0 must be \(B, \.\.\., H, W\)"):
         apply_cutmix(mask, cutmix_partner(2), torch.zeros(2, 3, 8, 10))
+
+
+def test_by_default_images_are_intensities_in_unit_range() -> None:
+    x = torch.rand(2, 3, 8, 8, generator=gen(1))
+    out = StrongView(jitter_p=1.0, grayscale_p=0.0, blur_p=0.0)(x, gen())
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    torch.testing.assert_close(
+        StrongView(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)(x, gen()), x
+    )
+
+
+def test_a_normalization_mismatch_is_refused_with_the_fix() -> None:
+    # ImageNet-normalized images fed to a view that takes them for [0, 1] intensities.
+    with pytest.raises(ValueError, match=r"not \[0, 1\].*mean=IMAGENET_MEAN, std=IMAGENET_STD"):
+        StrongView()(normalized(), gen())
+    Strong()(normalized(), gen())  # told the right normalization: fine
