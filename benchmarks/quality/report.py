@@ -1,30 +1,35 @@
-"""Tables and a plot of the learning-quality benchmark, written under ``docs/quality/``.
+"""Tables and plots of the learning-quality benchmark, written under ``docs/quality/``.
 
 Reads ``benchmarks/quality/results.csv`` (rows of :mod:`benchmarks.quality.run`) and
-writes ``docs/quality/learning_quality.md`` and ``docs/quality/learning_quality.png``,
-which the docs site shows on its Benchmarks page.
+``benchmarks/quality/calibration.csv`` (rows of :mod:`benchmarks.quality.calibrate`),
+and writes ``docs/quality/learning_quality.md`` with its plots, which the docs site
+shows on its Benchmarks page.
 
-    python -m benchmarks.quality.report
-    python -m benchmarks.quality.report --csv other.csv --out /tmp/q   # elsewhere
+    python -m benchmarks.quality.report                  # the converged protocol
+    python -m benchmarks.quality.report --preset default # the rows of issue 6's budget
 
 For each split and method: the test mIoU over seeds (mean ± sample std), the paired
-difference to supervised-only with the same seed (mean and the worst seed), and the
-share of the gap between supervised-only and full supervision that the method
-recovers: the mean paired difference over the gap ``full - supervised`` of the means
-(with every seed present this is ``(method - supervised) / (full - supervised)``).
+difference to supervised-only with the same seed (mean and the worst seed), the share
+of the gap between supervised-only and full supervision that the method recovers (the
+mean paired difference over ``full - supervised`` of the means), the share of
+unlabelled pixels kept, and how many kept pseudo-labels were right (all kept pixels,
+and kept object pixels). Then the convergence evidence (the bounds at twice the
+steps), the calibration, and the validation curves.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.quality.run import CSV_PATH, METHODS, SPLITS
+from benchmarks.quality.calibrate import CSV_PATH as CALIBRATION_CSV
+from benchmarks.quality.run import CSV_PATH, METHODS, PRESETS, SPLITS
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT_DIR = ROOT / "docs" / "quality"
@@ -46,6 +51,16 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _floats(runs: dict[int, dict[str, str]], key: str) -> list[float]:
+    values = [float(r[key]) if r.get(key) not in ("", None) else math.nan for r in runs.values()]
+    return values or [math.nan]
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(finite) if finite else math.nan
 
 
 def summarise(rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -80,10 +95,13 @@ def summarise(rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, float
                 # From the paired difference, so that a method run on fewer seeds is
                 # compared with supervised-only on those same seeds.
                 "recovered": statistics.fmean(paired) / gap if paired and gap > 0 else math.nan,
-                "st_pixels": statistics.fmean(_floats(runs, "st_pixels_frac")),
-                "auc_acc": statistics.fmean(_floats(runs, "d_auc_accuracy")),
-                "auc_ent": statistics.fmean(_floats(runs, "d_auc_entropy")),
-                "seconds": statistics.fmean(_floats(runs, "seconds")),
+                "st_pixels": _nanmean(_floats(runs, "st_pixels_frac")),
+                "kept_acc": _nanmean(_floats(runs, "st_kept_accuracy")),
+                "obj_acc": _nanmean(_floats(runs, "st_object_kept_accuracy")),
+                "teacher": _nanmean(_floats(runs, "teacher_miou")),
+                "auc_acc": _nanmean(_floats(runs, "d_auc_accuracy")),
+                "auc_ent": _nanmean(_floats(runs, "d_auc_entropy")),
+                "seconds": _nanmean(_floats(runs, "seconds")),
                 "full_mean": full_mean,
                 "full_std": full_std,
                 "gap": gap,
@@ -91,13 +109,12 @@ def summarise(rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, float
     return out
 
 
-def _floats(runs: dict[int, dict[str, str]], key: str) -> list[float]:
-    values = [float(r[key]) if r[key] not in ("", None) else math.nan for r in runs.values()]
-    return values or [math.nan]
-
-
 def _f(x: float, spec: str = ".3f") -> str:
     return "–" if math.isnan(x) else format(x, spec)
+
+
+def _pct(x: float) -> str:
+    return "" if math.isnan(x) else f"{100 * x:.0f} %"
 
 
 def table(summary: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -111,23 +128,72 @@ def table(summary: dict[str, dict[str, dict[str, float]]]) -> str:
             f"{_f(any_row['gap'], '.4f')}.",
             "",
             "| method | seeds | test mIoU (mean ± std) | Δ vs supervised (mean; worst seed) "
-            "| gap recovered | ST pixels kept | D AUC: accuracy / entropy | s per run |",
-            "|---|---|---|---|---|---|---|---|",
+            "| gap recovered | unlabelled pixels kept | kept pixels right | kept object "
+            "pixels right | s per run |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for method, r in methods.items():
-            delta = (
-                ""
-                if method == "supervised"
-                else (f"{_f(r['delta'], '+.4f')}; {_f(r['worst_delta'], '+.4f')}")
-            )
-            rec = "" if method == "supervised" else f"{_f(100 * r['recovered'], '.0f')} %"
-            auc = "" if math.isnan(r["auc_acc"]) else f"{r['auc_acc']:.2f} / {r['auc_ent']:.2f}"
-            kept = "" if math.isnan(r["st_pixels"]) else f"{100 * r['st_pixels']:.0f} %"
+            sup = method == "supervised"
+            delta = "" if sup else f"{_f(r['delta'], '+.4f')}; {_f(r['worst_delta'], '+.4f')}"
+            rec = "" if sup else f"{_f(100 * r['recovered'], '.0f')} %"
             lines.append(
                 f"| {method} | {int(r['seeds'])} | {r['mean']:.4f} ± {r['std']:.4f} | {delta} "
-                f"| {rec} | {kept} | {auc} | {r['seconds']:.0f} |"
+                f"| {rec} | {_pct(r['st_pixels'])} | {_pct(r['kept_acc'])} "
+                f"| {_pct(r['obj_acc'])} | {r['seconds']:.0f} |"
             )
         lines.append("")
+    return "\n".join(lines)
+
+
+def convergence_table(path: Path, preset: str, doubled: str) -> str:
+    """The bounds at the budget and at twice it: the evidence that the regime converged."""
+    if not path.exists():
+        return ""
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r["preset"] in (preset, doubled)]
+    cells: dict[tuple[str, str], list[float]] = defaultdict(list)
+    steps = {}
+    for r in rows:
+        if (r["method"], r["split"]) in (("supervised", "1/16"), ("full", "full")):
+            cells[(r["preset"], r["method"])].append(float(r["test_miou"]))
+            steps[r["preset"]] = r["steps"]
+    if not cells.get((doubled, "supervised")) and not cells.get((doubled, "full")):
+        return ""
+    lines = [
+        "| bound | "
+        + " | ".join(f"`{p}` ({steps.get(p, '?')} steps)" for p in (preset, doubled))
+        + " | change |",
+        "|---|---|---|---|",
+    ]
+    for method, label in (("supervised", "supervised-only, 1/16"), ("full", "full supervision")):
+        a, b = cells.get((preset, method), []), cells.get((doubled, method), [])
+        ma, mb = mean_std(a)[0], mean_std(b)[0]
+        lines.append(
+            f"| {label} | {_f(ma, '.4f')} ({len(a)} seeds) | {_f(mb, '.4f')} ({len(b)} seeds) "
+            f"| {_f(mb - ma, '+.4f')} |"
+        )
+    return "\n".join(lines)
+
+
+def calibration_table(path: Path) -> str:
+    """What was tried on the way to the regime: each config's bounds per budget."""
+    if not path.exists():
+        return ""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    by: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[(r["config"], r["steps"])][r["split"]].append(float(r["test_best"]))
+    lines = [
+        "| config | steps | supervised-only 1/16 | full supervision | gap |",
+        "|---|---|---|---|---|",
+    ]
+    for (config, steps), splits in by.items():
+        sup, full = mean_std(splits.get("1/16", []))[0], mean_std(splits.get("full", []))[0]
+        lines.append(
+            f"| `{config}` | {steps} | {_f(sup, '.4f')} | {_f(full, '.4f')} "
+            f"| {_f(full - sup, '+.4f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -161,37 +227,101 @@ def plot(summary: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_curves(rows: list[dict[str, str]], path: Path, split: str = "1/16") -> bool:
+    """Validation mIoU over steps, one line per method (mean over seeds), and what the
+    self-training methods kept and how right it was."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, list[list[list[float]]]] = defaultdict(list)
+    kept: dict[str, list[list[list[float]]]] = defaultdict(list)
+    for r in rows:
+        if r["split"] in (split, "full") and r.get("val_curve"):
+            curves[r["method"]].append(json.loads(r["val_curve"]))
+            extra = json.loads(r["extra"]) if r.get("extra") else {}
+            if extra.get("object_kept_accuracy_curve"):
+                kept[r["method"]].append(extra["object_kept_accuracy_curve"])
+    if not curves:
+        return False
+    fig, (val_ax, acc_ax) = plt.subplots(1, 2, figsize=(13, 4.2))
+    for method, runs in curves.items():
+        steps = [s for s, _ in runs[0]]
+        mean = [
+            statistics.fmean(run[i][1] for run in runs if i < len(run)) for i in range(len(steps))
+        ]
+        style = {
+            "supervised": dict(color="#888888", ls=":"),
+            "full": dict(color="#2a9d3a", ls="--"),
+        }
+        val_ax.plot(steps, mean, label=method, lw=1.5, **style.get(method, {}))
+    val_ax.set(xlabel="step", ylabel="validation mIoU (mean over seeds)", title=f"{split} labelled")
+    val_ax.legend(fontsize=8)
+    for method, runs in kept.items():
+        pts = [(s, a) for s, a in runs[0] if a is not None]
+        if pts:
+            acc_ax.plot(*zip(*pts, strict=True), label=method, lw=1)
+    acc_ax.set(xlabel="step", ylabel="kept object pixels with the right label (seed 0)",
+               title="pseudo-label correctness, object pixels", ylim=(0, 1))  # fmt: skip
+    acc_ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def header(rows: list[dict[str, str]], preset: str) -> str:
     devices = sorted({r["device"] for r in rows})
     shas = sorted({r["git_sha"] for r in rows})
-    steps = sorted({r["steps"] for r in rows})
     threads = sorted({r["threads"] for r in rows})
     total = sum(float(r["seconds"]) for r in rows)
+    p = PRESETS.get(preset.split("@")[0])
+    setup = (
+        f"{p.steps} steps, timm `{p.backbone}` with a {p.head} head at output stride 8, "
+        f"{p.image_size} px, batch {p.batch_size}, {p.train_size} training images, "
+        f"{p.val_size} validation images for selection, {p.test_size} test images for "
+        f"the numbers below, {p.optimizer} at {p.lr_g}"
+        if p is not None
+        else "see benchmarks/quality/run.py"
+    )
     return (
-        f"`python -m benchmarks.quality.run` (preset `{preset}`: {', '.join(steps)} steps, "
-        f"timm `test_efficientnet` at output stride 8, 64 px, batch 8, 2000 training images, "
-        f"200 validation images for selection, 500 test images for the numbers below), then "
-        f"`python -m benchmarks.quality.report`. Device: {'; '.join(devices)}, "
-        f"{'/'.join(threads)} threads; git {', '.join(shas)}; {len(rows)} runs, "
-        f"{total / 60:.0f} min of training in all. Each run reports the test mIoU of its "
-        f"weights at the best validation mIoU."
+        f"`python -m benchmarks.quality.run` (preset `{preset}`: {setup}), then "
+        f"`python -m benchmarks.quality.report --preset {preset}`. Device: "
+        f"{'; '.join(devices)}, {'/'.join(threads)} thread(s) per run; git "
+        f"{', '.join(shas)}; {len(rows)} runs, {total / 60:.0f} min of training in all. "
+        f"Each run reports the test mIoU of its weights at the best validation mIoU."
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--csv", type=Path, default=CSV_PATH)
-    p.add_argument("--preset", default="default")
+    p.add_argument("--calibration", type=Path, default=CALIBRATION_CSV)
+    p.add_argument("--preset", default="converged")
     p.add_argument("--out", type=Path, default=OUT_DIR)
     args = p.parse_args(argv)
     rows = read_rows(args.csv, args.preset)
     summary = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    text = header(rows, args.preset) + "\n\n" + table(summary)
-    (args.out / f"{NAME}.md").write_text(text)
+    parts = [header(rows, args.preset), table(summary)]
+    converged = convergence_table(args.csv, args.preset, f"{args.preset}_x2")
+    if converged:
+        parts += ["**Convergence.** The bounds at the budget and at twice it:", converged]
+    # The docs hook shows every PNG of docs/quality beside the tables.
     plot(summary, args.out / f"{NAME}.png")
+    plot_curves(rows, args.out / f"{NAME}_curves.png")
+    calibration = calibration_table(args.calibration)
+    if calibration:
+        parts += [
+            "**Calibration** (seed 0; test mIoU at the best validation step; "
+            "`python -m benchmarks.quality.calibrate`):",
+            calibration,
+        ]
+    text = "\n\n".join(parts) + "\n"
+    (args.out / f"{NAME}.md").write_text(text)
     print(text)
-    print(f"wrote {args.out / (NAME + '.md')} and {args.out / (NAME + '.png')}")
+    print(f"wrote {args.out / (NAME + '.md')} and its plots")
 
 
 if __name__ == "__main__":

@@ -191,6 +191,12 @@ class FixMatch(MeanTeacher):
 
     name = "fixmatch"
 
-    def __init__(self, *, views: WeakStrongViews | None = None, **kwargs: Any) -> None:
-        """Args: as :class:`MeanTeacher`; ``views`` default to ``WeakStrongViews()``."""
-        super().__init__(views=views if views is not None else WeakStrongViews(), **kwargs)
+    def __init__(
+        self, *, views: WeakStrongViews | None = None, normalize: str = "valid", **kwargs: Any
+    ) -> None:
+        """Args: as :class:`MeanTeacher`; ``views`` default to ``WeakStrongViews()``, and
+        the loss is divided by all valid pixels (``normalize="valid"``), as UniMatch's
+        ``fixmatch.py`` does, so that a few kept pixels weigh little."""
+        super().__init__(
+            views=views if views is not None else WeakStrongViews(), normalize=normalize, **kwargs
+        )

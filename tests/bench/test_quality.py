@@ -60,3 +60,26 @@ def test_quick_run_writes_rows_and_resumes(tmp_path, capsys) -> None:
     assert "3 of 3 runs already in" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown method"):
         run.main([*args, "--methods", "s4gan_typo"])
+
+
+def test_convergence_and_calibration_tables(tmp_path) -> None:
+    rows = [
+        _row("supervised", "1/16", 0, 0.30) | {"preset": "converged", "steps": 4000},
+        _row("supervised", "1/16", 0, 0.305) | {"preset": "converged_x2", "steps": 8000},
+        _row("full", "full", 0, 0.55) | {"preset": "converged", "steps": 4000},
+        _row("full", "full", 0, 0.556) | {"preset": "converged_x2", "steps": 8000},
+    ]
+    path = tmp_path / "r.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=run.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    text = report.convergence_table(path, "converged", "converged_x2")
+    assert "| supervised-only, 1/16 | 0.3000 (1 seeds) | 0.3050 (1 seeds) | +0.0050 |" in text
+    assert "| full supervision | 0.5500 (1 seeds) | 0.5560 (1 seeds) | +0.0060 |" in text
+    cal = tmp_path / "c.csv"
+    cal.write_text(
+        "config,split,seed,steps,labelled,best_val,best_step,test_best,test_last,seconds,curve\n"
+        "a,1/16,0,100,31,0.3,50,0.31,0.3,1,[]\na,full,0,100,500,0.5,100,0.52,0.5,1,[]\n"
+    )
+    assert "| `a` | 100 | 0.3100 | 0.5200 | +0.2100 |" in report.calibration_table(cal)
