@@ -17,6 +17,7 @@ from typing import Any
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["SUPPORTED_OUTPUT_STRIDES", "TimmEncoder", "check_image_batch", "load_weights"]
@@ -113,13 +114,50 @@ def load_weights(module: nn.Module, checkpoint_path: str | os.PathLike[str]) -> 
     module.load_state_dict(state, strict=True)
 
 
+# Options that let a transformer take images of any size; each is passed only to the
+# models that accept it (a model that does not rejects it in its __init__).
+_ANY_SIZE = {"dynamic_img_size": True, "dynamic_img_pad": True, "strict_img_size": False}
+
+
+def _create_any_size(name: str, output_stride: int | None, common: dict[str, Any]) -> nn.Module:
+    """``timm.create_model`` with the stride and any-size options the model accepts."""
+    # None: stride 16 where the model can dilate (DeepLab's), else its native stride.
+    options: dict[str, Any] = {**_ANY_SIZE, **common, "output_stride": output_stride or 16}
+    while True:
+        try:
+            return timm.create_model(name, **options)
+        except TypeError as err:
+            # A model without an option rejects it by name; drop it and try again. A
+            # stride it cannot dilate to is checked against its native stride after.
+            rejected = [k for k in ("output_stride", *_ANY_SIZE) if k in options and k in str(err)]
+            if not rejected or rejected[0] in common:
+                raise
+            del options[rejected[0]]
+
+
+def _input_multiple(model: nn.Module) -> int:
+    """The patch size a model needs whole patches of, when it does not pad itself."""
+    embed = getattr(model, "patch_embed", None)
+    if embed is None or getattr(embed, "dynamic_img_pad", False):
+        return 1
+    size = getattr(embed, "patch_size", 1)
+    return int(max(size)) if isinstance(size, (tuple, list)) else int(size)
+
+
 class TimmEncoder(nn.Module):
     """Any timm model that supports ``features_only``, returning its deepest feature map.
 
     Dilated output strides (8 or 16) are requested from timm with ``output_stride``, the
     way DeepLab-style segmentation networks keep spatial detail. Models that cannot
-    dilate (vision transformers, Swin) are accepted when the requested stride equals
-    their native one, and refused otherwise.
+    dilate (vision transformers, Swin) run at their native stride (16 for ViT-B/16, 14
+    for DINOv2's ViT-S/14, 32 for Swin's last stage) with ``output_stride=None``; a
+    different explicit stride is refused.
+
+    Transformers are built for images of any size: timm's ``dynamic_img_size`` (and,
+    for ViTs, ``dynamic_img_pad``, which pads to a whole number of patches) and
+    ``strict_img_size=False`` are set where the model takes them, and an input is
+    padded to a multiple of the patch size (``input_multiple``) for models that need
+    whole patches (Swin); settings passed explicitly win.
 
     Args:
         name: a timm model name, e.g. ``"resnet50"``, ``"convnext_tiny"``,
@@ -127,7 +165,8 @@ class TimmEncoder(nn.Module):
         pretrained: passed to timm (downloads ImageNet weights when online). For weights
             already on disk use ``pretrained=True, pretrained_cfg_overlay=dict(file=path)``,
             which timm loads and adapts exactly as a download.
-        output_stride: 8, 16 or 32.
+        output_stride: 8, 16 or 32; None: 16 for models that can dilate, else the
+            model's native stride.
         in_chans: input channels (timm adapts the first conv of pretrained weights).
         checkpoint_path: a file holding this encoder's own ``state_dict()``, loaded after
             construction (see :func:`load_weights`).
@@ -145,34 +184,29 @@ class TimmEncoder(nn.Module):
         name: str,
         *,
         pretrained: bool = False,
-        output_stride: int = 16,
+        output_stride: int | None = 16,
         in_chans: int = 3,
         checkpoint_path: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if output_stride not in SUPPORTED_OUTPUT_STRIDES:
+        if output_stride is not None and output_stride not in SUPPORTED_OUTPUT_STRIDES:
             raise ValueError(
                 f"output_stride={output_stride!r} is not supported; use one of "
-                f"{SUPPORTED_OUTPUT_STRIDES} (8 or 16 dilate the last stages as DeepLab does)"
+                f"{SUPPORTED_OUTPUT_STRIDES} (8 or 16 dilate the last stages as DeepLab does), "
+                "or None for the model's native stride"
             )
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         common = dict(pretrained=pretrained, features_only=True, in_chans=in_chans, **kwargs)
-        try:
-            model = timm.create_model(name, output_stride=output_stride, **common)
-        except TypeError as err:
-            # Models without dilation support reject the argument in their __init__;
-            # build them at their native stride and check below that it is the one asked for.
-            if "output_stride" not in str(err):
-                raise
-            model = timm.create_model(name, **common)
+        model = _create_any_size(name, output_stride, common)
         feature_info: Any = model.feature_info
         reduction = int(feature_info.reduction()[-1])
-        if reduction != output_stride:
+        if output_stride is not None and reduction != output_stride:
             raise ValueError(
                 f"timm model {name!r} does not support output_stride={output_stride}: its "
-                f"last feature map has stride {reduction}. Pass output_stride={reduction}, or "
-                "choose a CNN backbone that can dilate (resnet*, convnext*, efficientnet*)"
+                f"last feature map has stride {reduction}. Pass output_stride=None (its native "
+                "stride), or choose a CNN backbone that can dilate (resnet*, convnext*, "
+                "efficientnet*)"
             )
         self.model = model
         self.name = name
@@ -185,6 +219,9 @@ class TimmEncoder(nn.Module):
         # Some backbones (Swin, MaxViT) return channels-last feature maps; the head wants NCHW.
         fmt = getattr(model, "output_fmt", "NCHW")
         self.channels_last_output = str(getattr(fmt, "value", fmt)) == "NHWC"
+        # Models that need whole patches and do not pad themselves (Swin): the input is
+        # padded to this multiple, and the features cover the padding.
+        self.input_multiple = _input_multiple(model)
         if checkpoint_path is not None:
             load_weights(self, checkpoint_path)
 
@@ -198,6 +235,9 @@ class TimmEncoder(nn.Module):
         Their channels and strides are ``feature_channels`` and ``feature_reductions``.
         """
         check_image_batch(x, self.in_channels, f"TimmEncoder({self.name!r})")
+        m = self.input_multiple
+        if m > 1 and (x.shape[-2] % m or x.shape[-1] % m):
+            x = F.pad(x, (0, -x.shape[-1] % m, 0, -x.shape[-2] % m))
         features = self.model(x)
         if self.channels_last_output:
             features = [f.permute(0, 3, 1, 2) for f in features]

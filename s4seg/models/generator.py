@@ -159,7 +159,7 @@ def _timm_generator(
     name: str,
     num_classes: int,
     pretrained: bool,
-    output_stride: int,
+    output_stride: int | None,
     head: str,
     kwargs: dict[str, Any],
     head_kwargs: dict[str, Any] | None = None,
@@ -170,7 +170,7 @@ def _timm_generator(
         module: nn.Module = ASPP(encoder.out_channels, num_classes, **options)
     else:
         # The rates are DeepLabV3's at stride 16; at stride 8 the maps are twice as large.
-        options.setdefault("dilations", (6, 12, 18) if output_stride >= 16 else (12, 24, 36))
+        options.setdefault("dilations", (6, 12, 18) if encoder.reduction >= 16 else (12, 24, 36))
         low = encoder.feature_channels[encoder.low_level_index()]
         module = DeepLabV3PlusHead(encoder.out_channels, low, num_classes, **options)
     return SegmentationGenerator(encoder, module, num_classes)
@@ -215,7 +215,8 @@ def create_generator(
             cache). Weights already on disk: ``pretrained=True,
             pretrained_cfg_overlay=dict(file=path)`` for timm backbones.
         output_stride: 8 or 16 (32 without dilation). None means 16 for timm backbones
-            and 8 for the DeepLabV2 preset, which has no other.
+            that can dilate, the native stride for those that cannot (ViT 16, DINOv2 14,
+            Swin 32), and 8 for the DeepLabV2 preset, which has no other.
         head: for timm backbones, ``"aspp"`` (DeepLabV2's :class:`ASPP`, S4GAN's) or
             ``"deeplabv3plus"`` (:class:`DeepLabV3PlusHead`, fusing the stride-4 map).
         head_kwargs: passed to the head (``dilations``; for DeepLabV3+ also
@@ -248,7 +249,7 @@ def create_generator(
             num_classes, pretrained=pretrained, output_stride=output_stride, **kwargs
         )
     else:
-        stride = 16 if output_stride is None else output_stride
+        stride = output_stride  # None: 16 where the backbone can dilate, else its native
         generator = _timm_generator(
             name, num_classes, pretrained, stride, head, kwargs, head_kwargs
         )

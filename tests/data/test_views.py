@@ -25,7 +25,7 @@ MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
-def Strong(*args, **kwargs) -> StrongView:  # noqa: N802
+def Strong(*args, **kwargs) -> StrongView:
     """A StrongView for ImageNet-normalized images, as these tests feed it."""
     return StrongView(*args, mean=IMAGENET_MEAN, std=IMAGENET_STD, **kwargs)
 
@@ -233,9 +233,7 @@ def test_by_default_images_are_intensities_in_unit_range() -> None:
     x = torch.rand(2, 3, 8, 8, generator=gen(1))
     out = StrongView(jitter_p=1.0, grayscale_p=0.0, blur_p=0.0)(x, gen())
     assert out.min() >= 0.0 and out.max() <= 1.0
-    torch.testing.assert_close(
-        StrongView(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)(x, gen()), x
-    )
+    torch.testing.assert_close(StrongView(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)(x, gen()), x)
 
 
 def test_a_normalization_mismatch_is_refused_with_the_fix() -> None:

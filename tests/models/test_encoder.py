@@ -63,7 +63,7 @@ def test_model_without_dilation_works_at_its_native_stride_only() -> None:
     vit = TimmEncoder("test_vit", output_stride=16)
     assert vit.reduction == 16
     assert vit(torch.randn(1, 3, 32, 32)).shape[-2:] == (2, 2)
-    with pytest.raises(ValueError, match=r"does not support output_stride=8.*output_stride=16"):
+    with pytest.raises(ValueError, match=r"does not support output_stride=8.*stride 16"):
         TimmEncoder("test_vit", output_stride=8)
 
 
@@ -167,3 +167,23 @@ def test_offline_pretrained_weights_load_through_timm(tmp_path) -> None:
     torch.testing.assert_close(
         encoder.model.layer4[0].conv1.weight, classifier.layer4[0].conv1.weight, rtol=0, atol=0
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "stride"),
+    [("vit_tiny_patch16_224", 16), ("swin_tiny_patch4_window7_224", 32),
+     ("vit_small_patch14_dinov2", 14)],
+)  # fmt: skip
+def test_transformers_take_images_of_any_size(name: str, stride: int) -> None:
+    from s4seg.models import create_generator
+
+    torch.manual_seed(0)
+    g = create_generator(name, 4)  # output_stride None: their native stride
+    assert g.encoder.reduction == stride
+    for size in [(61, 75), (33, 47)]:
+        assert g(torch.randn(2, 3, *size)).shape == (2, 4, *size)
+
+
+def test_an_explicit_stride_a_transformer_cannot_have_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"stride 32\. Pass output_stride=None"):
+        TimmEncoder("swin_tiny_patch4_window7_224", output_stride=16)
