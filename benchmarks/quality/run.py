@@ -153,6 +153,8 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         )
     if name == "unimatch":
         return s4seg.UniMatch()  # the paper's settings
+    if name == "unimatch_da":  # with the pseudo-labels' class mix aligned to the labels'
+        return s4seg.UniMatch(alignment=s4seg.filters.DistributionAlignment())
     # A short run: a 0.999 cap would leave the teacher an average of nearly every
     # weight the student ever had, early random ones included; 0.99 follows ~100 steps.
     teacher = {"threshold": 0.9, "max_decay": 0.99, "start_step": preset.steps // 3}
@@ -160,6 +162,10 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         return s4seg.MeanTeacher(**teacher)
     if name == "fixmatch":
         return s4seg.FixMatch(**teacher)
+    if name == "fixmatch_da":
+        return s4seg.FixMatch(**teacher, alignment=s4seg.filters.DistributionAlignment())
+    if name == "mean_teacher_da":
+        return s4seg.MeanTeacher(**teacher, alignment=s4seg.filters.DistributionAlignment())
     if name == "fixmatch_classwise":  # FlexMatch's per-class thresholds on the same views
         return s4seg.FixMatch(
             **teacher, pseudo_filter=s4seg.filters.ClasswiseThreshold(classes, 0.9)
@@ -189,7 +195,10 @@ OLD_PROTOCOL = (
     "s4gan_honest",
 )  # fmt: skip
 FAMILY = ("s4gan_pixel", "advsemiseg", "mean_teacher", "fixmatch")
-PROBES = ("fixmatch_classwise", "fixmatch_tau07", "fixmatch_mild", "s4gan_mlmt")
+PROBES = (
+    "fixmatch_classwise", "fixmatch_tau07", "fixmatch_mild", "s4gan_mlmt", "fixmatch_da",
+    "unimatch_da", "mean_teacher_da",
+)  # fmt: skip
 METHODS = tuple(dict.fromkeys(PROTOCOL + OLD_PROTOCOL + FAMILY + PROBES))
 SUITES: dict[str, dict[str, Any]] = {
     "protocol": {"methods": PROTOCOL, "splits": ("1/16", "1/8"), "full": True,

@@ -19,6 +19,10 @@ which in its ``thresholds`` text:
   :class:`ConfidenceMapFilter` (AdvSemiSeg, the discriminator's confidence map) and
   :class:`EntropyPercentileFilter` (U2PL, drops the highest-entropy pixels).
 
+:class:`DistributionAlignment` is not a filter but goes with one: it shifts the class
+probabilities that make the pseudo-labels so that their class mix matches the labelled
+data's (a model that under-segments a rare class otherwise teaches itself to miss it).
+
 :class:`AndFilter` combines an image gate with a pixel filter. Stateful filters
 (the adaptive and class-wise thresholds) have ``state_dict``/``load_state_dict``, so
 the trainer's checkpoints keep them and a resumed run stays exact.
@@ -27,6 +31,7 @@ the trainer's checkpoints keep them and a resumed run stays exact.
 from __future__ import annotations
 
 from s4seg.filters.adaptive import SelfAdaptiveThreshold
+from s4seg.filters.alignment import DistributionAlignment
 from s4seg.filters.base import FilterDecision, PseudoLabelFilter, filter_stats
 from s4seg.filters.classwise import ClasswiseThreshold
 from s4seg.filters.confidence_map import ConfidenceMapFilter
@@ -39,6 +44,7 @@ __all__ = [
     "ClasswiseThreshold",
     "ConfidenceMapFilter",
     "DiscriminatorGate",
+    "DistributionAlignment",
     "EntropyPercentileFilter",
     "FilterDecision",
     "PixelConfidenceFilter",

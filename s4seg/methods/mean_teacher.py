@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from s4seg.checks import check_real
 from s4seg.data.views import Views, WeakStrongViews
-from s4seg.filters import PixelConfidenceFilter, PseudoLabelFilter
+from s4seg.filters import DistributionAlignment, PixelConfidenceFilter, PseudoLabelFilter
 from s4seg.methods.base import Method, StepContext, StepOutput
 from s4seg.methods.self_training import SelfTraining
 from s4seg.methods.teacher import EMATeacher
@@ -48,6 +48,8 @@ class MeanTeacher(Method):
         max_decay: cap of that decay ramp.
         views: weak/strong views of the unlabelled batch, made on the device.
         seed: seed of the views' random generator (its state is checkpointed).
+        alignment: distribution alignment of the pseudo-labels (see
+            :class:`~s4seg.filters.DistributionAlignment`; None: off).
     """
 
     name = "mean_teacher"
@@ -65,6 +67,7 @@ class MeanTeacher(Method):
         max_decay: float = 0.999,
         views: WeakStrongViews | None = None,
         seed: int = 0,
+        alignment: DistributionAlignment | None = None,
     ) -> None:
         owner = type(self).__name__
         self.threshold = check_real(threshold, "threshold", low=0.0, high=1.0, owner=owner)
@@ -73,6 +76,7 @@ class MeanTeacher(Method):
             lambda_st=lambda_st,
             start_step=start_step,
             normalize=normalize,
+            alignment=alignment,
         )
         self.decay, self.max_decay = decay, max_decay
         if views is not None and not isinstance(views, WeakStrongViews):
@@ -103,6 +107,7 @@ class MeanTeacher(Method):
 
     def generator_loss(self, ctx: StepContext, image: Tensor, mask: Tensor) -> StepOutput:
         loss_ce, _ = self.labelled_loss(ctx, image, mask)
+        self.self_training.observe_labels(ctx, mask)
         batch_u = ctx.next_batch("unlabelled")
         img_u, true_u = batch_u["image"], batch_u.get("true_mask")
         student_in = teacher_in = img_u

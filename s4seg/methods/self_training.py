@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from s4seg.checks import check_count, check_real
-from s4seg.filters import FilterDecision, PseudoLabelFilter
+from s4seg.filters import DistributionAlignment, FilterDecision, PseudoLabelFilter
 from s4seg.filters.base import pseudo_label_selection
 from s4seg.losses import SelfTrainingLoss
 from s4seg.methods.base import StepContext
@@ -48,6 +48,9 @@ class SelfTraining:
             ``"valid"`` pixels (UniMatch and its FixMatch) or ``"all"`` pixels.
         background_index: the class that is not an object, for the object-pixel
             accuracy (None: no object accuracy).
+        alignment: a :class:`~s4seg.filters.DistributionAlignment` that shifts the
+            pseudo-labels' class probabilities towards the labelled class mix before
+            the filter decides (None: off). The methods feed it their labelled masks.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class SelfTraining:
         start_step: int = 0,
         normalize: str = "selected",
         background_index: int | None = 0,
+        alignment: DistributionAlignment | None = None,
     ) -> None:
         if not callable(getattr(pseudo_filter, "decide", None)):
             raise TypeError(
@@ -71,11 +75,17 @@ class SelfTraining:
         self.start_step = check_count(start_step, "start_step")
         self.normalize = normalize
         self.background_index = background_index
+        self.alignment = alignment
         self.loss: SelfTrainingLoss | None = None
 
     def setup(self, ctx: StepContext) -> None:
         """Build the loss with the run's ignore index."""
         self.loss = SelfTrainingLoss(ctx.ignore_index, normalize=self.normalize)
+
+    def observe_labels(self, ctx: StepContext, mask: Tensor) -> None:
+        """A labelled batch's masks: the class mix that alignment aims at."""
+        if self.alignment is not None:
+            self.alignment.observe_labels(mask, ctx.num_classes, ctx.ignore_index)
 
     def active(self, step: int) -> bool:
         """Whether self-training runs at ``step``."""
@@ -114,6 +124,9 @@ class SelfTraining:
             stats = PseudoLabelStats.from_mask(torch.zeros_like(logits[:, 0], dtype=torch.bool))
         else:
             source = teacher_logits if teacher_logits is not None else logits.detach()
+            if self.alignment is not None:
+                # The aligned probabilities make the pseudo-labels and their confidence.
+                source = teacher_logits = self.alignment(source)
             decision = self.pseudo_filter.decide(
                 logits=source, step=ctx.step, image_scores=image_scores, pixel_scores=pixel_scores
             )
@@ -162,6 +175,7 @@ class SelfTraining:
             "start_step": self.start_step,
             "normalize": self.normalize,
             "background_index": self.background_index,
+            "alignment": repr(self.alignment) if self.alignment is not None else None,
         }
 
     def parts(self) -> dict[str, Any]:
@@ -172,11 +186,16 @@ class SelfTraining:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """The filter's state (adaptive thresholds), if it has one."""
+        """The filter's state (adaptive thresholds) and the alignment's, if any."""
         state = getattr(self.pseudo_filter, "state_dict", None)
-        return {"filter": state()} if callable(state) else {}
+        out = {"filter": state()} if callable(state) else {}
+        if self.alignment is not None:
+            out["alignment"] = self.alignment.state_dict()
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         if "filter" in state:
             self.pseudo_filter.load_state_dict(state["filter"])  # type: ignore[attr-defined]
+        if self.alignment is not None and "alignment" in state:
+            self.alignment.load_state_dict(state["alignment"])

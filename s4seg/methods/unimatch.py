@@ -14,7 +14,7 @@ from torch import Tensor
 
 from s4seg.checks import check_count, check_probability, check_real
 from s4seg.data.views import StrongView, WeakView, cutmix_boxes
-from s4seg.filters import PixelConfidenceFilter, PseudoLabelFilter
+from s4seg.filters import DistributionAlignment, PixelConfidenceFilter, PseudoLabelFilter
 from s4seg.methods.base import Method, StepContext, StepOutput
 from s4seg.methods.self_training import SelfTraining
 
@@ -65,6 +65,8 @@ class UniMatch(Method):
         cutmix_p: probability that a strong view gets a CutMix box.
         cutmix_area: range of the box area as a fraction of the image.
         seed: seed of the views' random generator (checkpointed).
+        alignment: distribution alignment of the pseudo-labels (see
+            :class:`~s4seg.filters.DistributionAlignment`; None: off, as in the paper).
     """
 
     name = "unimatch"
@@ -85,6 +87,7 @@ class UniMatch(Method):
         cutmix_p: float = 0.5,
         cutmix_area: tuple[float, float] = (0.02, 0.4),
         seed: int = 0,
+        alignment: DistributionAlignment | None = None,
     ) -> None:
         owner = "UniMatch"
         self.threshold = check_probability(threshold, "threshold", owner=owner)
@@ -101,6 +104,8 @@ class UniMatch(Method):
             start_step=check_count(start_step, "start_step", owner=owner),
             normalize="valid",
         )
+        # Aligned once per step for the three streams, so kept here, not in the part.
+        self.alignment = alignment
         self.weak = weak or WeakView()
         self.strong = strong or StrongView()
         self.seed = seed
@@ -150,6 +155,9 @@ class UniMatch(Method):
         logits_x, logits_w = logits[:n], logits[n:]
         loss_ce = ctx.supervised_loss(logits_x, mask)
         teacher_w = logits_w.detach().float()
+        if self.alignment is not None:
+            self.alignment.observe_labels(mask, ctx.num_classes, ctx.ignore_index)
+            teacher_w, logits_mix = self.alignment(teacher_w), self.alignment(logits_mix)
         # Inside each box the mix batch's prediction is the pseudo-label.
         teacher_1 = torch.where(box1[:, None], logits_mix, teacher_w)
         teacher_2 = torch.where(box2[:, None], logits_mix, teacher_w)
@@ -182,6 +190,7 @@ class UniMatch(Method):
             "cutmix_p": self.cutmix_p,
             "cutmix_area": list(self.cutmix_area),
             **self.self_training.settings(),
+            "alignment": repr(self.alignment) if self.alignment is not None else None,
             "seed": self.seed,
         }
 
@@ -189,7 +198,10 @@ class UniMatch(Method):
         return {"weak": repr(self.weak), "strong": repr(self.strong), **self.self_training.parts()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self._rng.get_state(), "self_training": self.self_training.state_dict()}
+        state = {"rng": self._rng.get_state(), "self_training": self.self_training.state_dict()}
+        if self.alignment is not None:
+            state["alignment"] = self.alignment.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any], *, models_only: bool = False) -> None:
         if models_only:
@@ -201,3 +213,5 @@ class UniMatch(Method):
             )
         self._rng.set_state(state["rng"])
         self.self_training.load_state_dict(state.get("self_training", {}))
+        if self.alignment is not None and "alignment" in state:
+            self.alignment.load_state_dict(state["alignment"])

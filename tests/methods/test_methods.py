@@ -8,7 +8,12 @@ from conftest import assert_resume_is_bit_identical, make_trainer
 
 from s4seg.callbacks import Callback
 from s4seg.data.views import WeakStrongViews
-from s4seg.filters import ConfidenceMapFilter, DiscriminatorGate, PixelConfidenceFilter
+from s4seg.filters import (
+    ConfidenceMapFilter,
+    DiscriminatorGate,
+    DistributionAlignment,
+    PixelConfidenceFilter,
+)
 from s4seg.methods import (
     METHODS,
     S4GAN,
@@ -106,8 +111,9 @@ def test_missing_loader_is_named() -> None:
         lambda: MeanTeacher(threshold=0.5),
         lambda: AdvSemiSeg(start_step=1),
         lambda: S4GAN(real_noise=0.1),
+        lambda: FixMatch(threshold=0.5, alignment=DistributionAlignment(momentum=0.5)),
     ],
-    ids=["fixmatch", "mean_teacher", "advsemiseg", "s4gan_noise"],
+    ids=["fixmatch", "mean_teacher", "advsemiseg", "s4gan_noise", "fixmatch_aligned"],
 )
 def test_resume_is_bit_identical(tmp_path, factory) -> None:
     assert_resume_is_bit_identical(tmp_path, factory)
