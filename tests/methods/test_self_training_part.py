@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from s4seg.filters import DiscriminatorGate, PixelConfidenceFilter
+from s4seg.filters import DistributionAlignment, DiscriminatorGate, PixelConfidenceFilter
 from s4seg.methods import SelfTraining
 
 
@@ -84,8 +84,11 @@ def test_settings_are_checked_and_recorded() -> None:
         SelfTraining(0.9)  # type: ignore[arg-type]
     st = SelfTraining(PixelConfidenceFilter(0.7), lambda_st=0.5, start_step=3, normalize="valid")
     assert st.settings() == {
-        "lambda_st": 0.5, "start_step": 3, "normalize": "valid", "background_index": 0
+        "lambda_st": 0.5, "start_step": 3, "normalize": "valid", "background_index": 0,
+        "alignment": None,
     }  # fmt: skip
+    aligned = SelfTraining(PixelConfidenceFilter(0.7), alignment=DistributionAlignment())
+    assert aligned.settings()["alignment"].startswith("DistributionAlignment(")
     assert st.parts()["pseudo_filter"] == "PixelConfidenceFilter(threshold=0.7)"
     assert "max softmax probability" in st.parts()["pseudo_filter_thresholds"]
 
