@@ -164,6 +164,9 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         return s4seg.FixMatch(**teacher)
     if name == "fixmatch_da":
         return s4seg.FixMatch(**teacher, alignment=s4seg.filters.DistributionAlignment())
+    if name == "fixmatch_da_s0":  # self-training from the first step, as FixMatch and UniMatch
+        return s4seg.FixMatch(**{**teacher, "start_step": 0},
+                              alignment=s4seg.filters.DistributionAlignment())  # fmt: skip
     if name == "mean_teacher_da":
         return s4seg.MeanTeacher(**teacher, alignment=s4seg.filters.DistributionAlignment())
     if name == "fixmatch_classwise":  # FlexMatch's per-class thresholds on the same views
@@ -197,7 +200,7 @@ OLD_PROTOCOL = (
 FAMILY = ("s4gan_pixel", "advsemiseg", "mean_teacher", "fixmatch")
 PROBES = (
     "fixmatch_classwise", "fixmatch_tau07", "fixmatch_mild", "s4gan_mlmt", "fixmatch_da",
-    "unimatch_da", "mean_teacher_da",
+    "unimatch_da", "mean_teacher_da", "fixmatch_da_s0",
 )  # fmt: skip
 METHODS = tuple(dict.fromkeys(PROTOCOL + OLD_PROTOCOL + FAMILY + PROBES))
 SUITES: dict[str, dict[str, Any]] = {
