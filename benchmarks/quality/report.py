@@ -212,13 +212,18 @@ def plot(summary: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
         stds = [methods[m]["std"] for m in names]
         colors = ["#888888" if m == "supervised" else "#3b75af" for m in names]
         ax.bar(range(len(names)), means, yerr=stds, color=colors, capsize=3)
-        first = next(iter(methods.values()))
-        ax.axhline(first["full_mean"], color="#2a9d3a", ls="--", label="full supervision")
+        full = next(iter(methods.values()))["full_mean"]
         sup = methods.get("supervised", {}).get("mean", math.nan)
-        ax.axhline(sup, color="#888888", ls=":", label="supervised-only")
+        # A partial benchmark (no full-supervision or supervised rows yet) still plots.
+        if math.isfinite(full):
+            ax.axhline(full, color="#2a9d3a", ls="--", label="full supervision")
+        if math.isfinite(sup):
+            ax.axhline(sup, color="#888888", ls=":", label="supervised-only")
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
-        lo = min(means) - 3 * max([*stds, 0.005])
-        ax.set_ylim(max(0.0, lo), first["full_mean"] + 0.03)
+        finite_stds = [s for s in stds if math.isfinite(s)]
+        lo = min(means) - 3 * max([*finite_stds, 0.005])
+        hi = max([m for m in (*means, full) if math.isfinite(m)]) + 0.03
+        ax.set_ylim(max(0.0, lo), hi)
         ax.set_ylabel("test mIoU (mean ± std over seeds)")
         ax.set_title(f"{split} labelled")
         ax.legend(fontsize=8, loc="lower right")

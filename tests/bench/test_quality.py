@@ -83,3 +83,17 @@ def test_convergence_and_calibration_tables(tmp_path) -> None:
         "a,1/16,0,100,31,0.3,50,0.31,0.3,1,[]\na,full,0,100,500,0.5,100,0.52,0.5,1,[]\n"
     )
     assert "| `a` | 100 | 0.3100 | 0.5200 | +0.2100 |" in report.calibration_table(cal)
+
+
+def test_a_partial_benchmark_still_plots(tmp_path) -> None:
+    # Mid-run, before any full-supervision row: the plot draws what there is.
+    rows = [_row("supervised", "1/16", 0, 0.30), _row("fixmatch", "1/16", 0, 0.31)]
+    path = tmp_path / "r.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=run.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = report.summarise(report.read_rows(path, "default"))
+    assert math.isnan(summary["1/16"]["fixmatch"]["full_mean"])
+    report.plot(summary, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
