@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from s4seg.atomic import remove_orphans, write_atomic
 from s4seg.jsonl import append_jsonl, read_jsonl, rewrite_jsonl
-from s4seg.training.checkpoint import save_atomic
+from s4seg.training.checkpoint import checkpoint_step, save_atomic
 from s4seg.training.hooks import Callback
 
 if TYPE_CHECKING:
@@ -32,12 +35,17 @@ __all__ = [
     "save_config",
 ]
 
+log = logging.getLogger("s4seg.callbacks")
+
 
 class JSONLLogger(Callback):
     """One JSON object per log step (``"kind": "train"``) and per eval (``"eval"``).
 
     On resume, records after the resumed step (written before a crash) are dropped
-    so that the file reads as one uninterrupted run.
+    so that the file reads as one uninterrupted run: the file is rewritten through a
+    temporary file and a rename, so a kill during the rewrite leaves it whole, and
+    lines that a killed writer cut short are dropped with a warning. An interrupted
+    ``fit()`` appends an ``"interrupt"`` record (step, error, whether it was exact).
     """
 
     def __init__(self, run_dir: str | Path, filename: str = "metrics.jsonl") -> None:
@@ -45,9 +53,21 @@ class JSONLLogger(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            records = read_jsonl(self.path)
-            rewrite_jsonl(self.path, (r for r in records if r.get("step", 0) <= trainer.step))
+        remove_orphans(self.path)
+        if not self.path.exists():
+            return
+        torn: list[int] = []
+        records = read_jsonl(self.path, skipped=torn)
+        if torn:
+            warnings.warn(
+                f"{self.path}: dropped {len(torn)} line(s) that are not JSON objects (lines "
+                f"{torn[:10]}{' ...' if len(torn) > 10 else ''}), the trace of a writer "
+                "killed mid-line",
+                stacklevel=2,
+            )
+        kept = [r for r in records if r.get("step", 0) <= trainer.step]
+        if torn or len(kept) < len(records):
+            rewrite_jsonl(self.path, kept)
 
     def _write(self, record: dict[str, Any]) -> None:
         append_jsonl(self.path, record)
@@ -58,9 +78,19 @@ class JSONLLogger(Callback):
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         self._write({"kind": "eval", **metrics})
 
+    def on_interrupt(self, trainer: Trainer, error: BaseException) -> None:
+        if trainer.interruption is not None:
+            self._write({"kind": "interrupt", **trainer.interruption.to_dict()})
+
 
 class TensorBoardLogger(Callback):
-    """TensorBoard scalars under ``train/`` and ``val/`` in ``run_dir/tensorboard``."""
+    """TensorBoard scalars under ``train/`` and ``val/`` in ``run_dir/tensorboard``.
+
+    Events are flushed after every log step and evaluation, so a checkpoint never
+    holds a step whose points a kill could lose. A resumed run hides the points that
+    a crashed run wrote after the resumed step (``purge_step``: the step after it)
+    and keeps those at and before it, so each point appears once.
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.log_dir = Path(run_dir) / "tensorboard"
@@ -69,22 +99,31 @@ class TensorBoardLogger(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported only when used
 
-        # purge_step hides events a crashed run wrote after the resumed step.
-        self.writer = SummaryWriter(str(self.log_dir), purge_step=trainer.step or None)
+        if self.writer is not None:  # a second fit() of one trainer
+            self.writer.close()
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=trainer.step + 1)
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
         for key, value in record.items():
             if isinstance(value, (int, float)) and key != "step":
                 self.writer.add_scalar(f"train/{key}", value, record["step"])
+        self.writer.flush()
 
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         for key in ("miou", "pixel_acc", "best_miou"):
             self.writer.add_scalar(f"val/{key}", metrics[key], metrics["step"])
         for c, iou in enumerate(metrics["iou"]):
             self.writer.add_scalar(f"val_iou/class_{c}", iou, metrics["step"])
+        self.writer.flush()
 
     def on_fit_end(self, trainer: Trainer) -> None:
         self.writer.close()
+        self.writer = None
+
+    def on_interrupt(self, trainer: Trainer, error: BaseException) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 def format_record(record: dict[str, Any]) -> str:
@@ -140,9 +179,23 @@ class ProgressBar(Callback):
     def on_fit_end(self, trainer: Trainer) -> None:
         self.bar.close()
 
+    def on_interrupt(self, trainer: Trainer, error: BaseException) -> None:
+        if self.bar is not None:
+            self.bar.close()  # so that the log lines that follow start on their own line
+
 
 class Checkpointer(Callback):
     """Keeps ``checkpoints/last.pt`` and ``checkpoints/best.pt`` (by val mIoU), atomically.
+
+    Both are written at the end of a step, after every other callback has logged it,
+    ``last.pt`` first. A kill between the two leaves ``last.pt`` at the new best step
+    and ``best.pt`` older (or absent); the resumed run, which starts at that step,
+    rewrites ``best.pt`` from its state before its first step, so ``best.pt`` always
+    holds ``trainer.best_step``. Temporary files of writes that a kill cut short are
+    removed when a run starts. When an exception or Ctrl-C interrupts ``fit()``, an
+    emergency checkpoint is written (marked ``"emergency"``): to ``last.pt`` when the
+    state is that of a step's end (``trainer.interruption.exact``), else to
+    ``emergency.pt``, leaving ``last.pt`` as it was; never with non-finite weights.
 
     Args:
         run_dir: the run folder.
@@ -152,6 +205,8 @@ class Checkpointer(Callback):
     def __init__(self, run_dir: str | Path, every: int | None = None) -> None:
         self.dir = Path(run_dir) / "checkpoints"
         self.every = every
+        self._evaluated = False
+        self._saved_step: int | None = None
 
     @property
     def last_path(self) -> Path:
@@ -161,18 +216,90 @@ class Checkpointer(Callback):
     def best_path(self) -> Path:
         return self.dir / "best.pt"
 
-    def on_step_end(self, trainer: Trainer) -> None:
-        if self.every and trainer.step % self.every == 0:
-            save_atomic(trainer.state_dict(), self.last_path)
+    @property
+    def emergency_path(self) -> Path:
+        return self.dir / "emergency.pt"
 
-    def on_eval_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._evaluated, self._saved_step = False, None
+        for path in (self.last_path, self.best_path, self.emergency_path):
+            for orphan in remove_orphans(path):
+                log.info("removed %s, the temporary file of a write that was killed", orphan)
+        self._repair_best(trainer)
+
+    def _repair_best(self, trainer: Trainer) -> None:
+        best = trainer.best_step
+        if best < 0:
+            return
+        saved = checkpoint_step(self.best_path) if self.best_path.exists() else None
+        if saved == best:
+            return
+        if best == trainer.step:  # resumed from the best step's own last.pt
+            save_atomic(trainer.state_dict(), self.best_path)
+            log.warning(
+                "%s %s; rewrote it from the state of step %d, this run's best",
+                self.best_path,
+                "was missing" if saved is None else f"held step {saved}",
+                best,
+            )
+        else:
+            warnings.warn(
+                f"{self.best_path} holds step {saved} but the run's best evaluation was at "
+                f"step {best}, which this resume cannot rebuild; restore_best() loads step "
+                f"{saved}",
+                stacklevel=3,
+            )
+
+    def _save(self, trainer: Trainer) -> None:
         state = trainer.state_dict()
         save_atomic(state, self.last_path)
-        if trainer.best_step == trainer.step:
+        if self._evaluated and trainer.best_step == trainer.step:
             save_atomic(state, self.best_path)
+        self._evaluated, self._saved_step = False, trainer.step
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        self._evaluated = True  # saved at the step's end, after every logger has written
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        if self._evaluated or (self.every and trainer.step % self.every == 0):
+            self._save(trainer)
 
     def on_fit_end(self, trainer: Trainer) -> None:
-        save_atomic(trainer.state_dict(), self.last_path)
+        if self._saved_step != trainer.step:
+            self._save(trainer)
+
+    def on_interrupt(self, trainer: Trainer, error: BaseException) -> None:
+        info = trainer.interruption
+        if info is None:
+            return
+        if not info.weights_finite:
+            log.error(
+                "no emergency checkpoint: the weights are non-finite; %s is the last good state",
+                self.last_path,
+            )
+            return
+        state = {**trainer.state_dict(), "emergency": info.to_dict()}
+        if info.exact:
+            save_atomic(state, self.last_path)
+            if self._evaluated and trainer.best_step == trainer.step:
+                save_atomic(state, self.best_path)
+            self._evaluated, self._saved_step = False, trainer.step
+            log.error(
+                "emergency checkpoint %s: the state at the end of step %d; resume from it "
+                "with trainer.load_checkpoint(%r)",
+                self.last_path,
+                info.step,
+                str(self.last_path),
+            )
+        else:
+            save_atomic(state, self.emergency_path)
+            log.error(
+                "emergency checkpoint %s: part-way through step %d (after an optimizer "
+                "step), so not exact; %s is the last exact state",
+                self.emergency_path,
+                info.step + 1,
+                self.last_path,
+            )
 
 
 def run_config(trainer: Trainer, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -193,9 +320,8 @@ def run_config(trainer: Trainer, extra: dict[str, Any] | None = None) -> dict[st
 def save_config(run_dir: str | Path, trainer: Trainer, extra: dict[str, Any] | None = None) -> Path:
     """Write :func:`run_config` to ``run_dir/config.json``."""
     path = Path(run_dir) / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(run_config(trainer, extra), indent=2, default=str))
-    return path
+    text = json.dumps(run_config(trainer, extra), indent=2, default=str)
+    return write_atomic(path, lambda f: f.write(text), binary=False)
 
 
 class ConfigSaver(Callback):

@@ -37,7 +37,9 @@ def read_jsonl(
             object (the message names the file and the line number).
     """
     path = Path(path)
-    lines = path.read_text().splitlines()
+    # Bytes that are not UTF-8 (bit rot, a torn multi-byte character) become U+FFFD and
+    # fail as JSON on their line, which the error then names.
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     records: list[dict[str, Any]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -69,9 +71,18 @@ def read_jsonl(
 
 
 def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one record as a line (``default=str`` for values JSON does not know)."""
-    with Path(path).open("a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
+    """Append one record as a line (``default=str`` for values JSON does not know).
+
+    If the file ends in a line cut short (a killed writer), the record starts on a
+    new line, so that it is not glued to the torn one and lost with it.
+    """
+    line = json.dumps(record, default=str) + "\n"
+    with Path(path).open("ab+") as f:
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode("utf-8"))
 
 
 def rewrite_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:

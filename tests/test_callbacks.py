@@ -59,7 +59,7 @@ def test_jsonl_logger_writes_train_and_eval_records_and_resumes_past_a_torn_line
     with path.open("a") as f:
         f.write('{"kind": "train", "step": 6, "loss')  # a kill mid-append
     t.step = 4
-    with pytest.warns(UserWarning, match="cut short"):
+    with pytest.warns(UserWarning, match="killed mid-line"):
         JSONLLogger(tmp_path).on_fit_start(t)
     assert len(path.read_text().splitlines()) == 3  # the torn line is gone, the rest kept
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import struct
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from s4seg.data.index_cache import (
     save_index,
 )
 
-__all__ = ["IMAGE_EXTENSIONS", "FolderDataset"]
+__all__ = ["IMAGE_EXTENSIONS", "DatasetProblems", "FolderDataset"]
 
 # isinstance targets. Not numbers.Integral/Real: mypy does not see int/float as
 # those ABCs and would flag the code after such a check as unreachable.
@@ -46,17 +48,31 @@ _SHOW = 5  # how many offending file names an error lists
 def _scan(folder: Path, extensions: Sequence[str]) -> list[str]:
     """Sorted names of the files in ``folder`` whose suffix is in ``extensions``.
 
-    One ``os.scandir`` pass in a comprehension (no per-file ``stat`` on common
-    file systems: ``is_file`` uses the directory entry's type). Hidden files
-    (``.DS_Store``, editor swap files) are skipped; suffixes match ignoring case.
+    One ``os.scandir`` pass (no per-file ``stat`` on common file systems: ``is_file``
+    uses the directory entry's type; only symbolic links are followed). Hidden files
+    (``.DS_Store``, editor swap files) are skipped; suffixes match ignoring case. A
+    matching name that is a symbolic link to nothing raises, listing the broken links,
+    instead of vanishing from the dataset.
     """
     wanted = tuple(e.lower() for e in extensions)
+    names, broken = [], []
     with os.scandir(folder) as it:
-        names = [
-            e.name
-            for e in it
-            if e.name.lower().endswith(wanted) and not e.name.startswith(".") and e.is_file()
-        ]
+        for e in it:
+            if not e.name.lower().endswith(wanted) or e.name.startswith("."):
+                continue
+            if e.is_file():
+                names.append(e.name)
+            elif e.is_symlink() and not os.path.exists(e.path):
+                broken.append(e.name)
+    if broken:
+        broken.sort()
+        shown = ", ".join(f"{n!r} -> {os.readlink(folder / n)!r}" for n in broken[:_SHOW])
+        more = f" and {len(broken) - _SHOW} more" if len(broken) > _SHOW else ""
+        raise FileNotFoundError(
+            f"{len(broken)} file(s) in {str(folder)!r} are symbolic links to files that do "
+            f"not exist: {shown}{more}; restore their targets (a moved or unmounted "
+            "folder?) or remove the links"
+        )
     names.sort()
     return names
 
@@ -293,6 +309,83 @@ class FolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self._names)
 
+    def verify(
+        self, *, full: bool = False, workers: int | None = None, progress: bool = True
+    ) -> int:
+        """Check every file before a long run; raise listing every bad one at once.
+
+        Files are otherwise read when a sample is first drawn, so a bad one would stop
+        a run at that step (possibly thousands of steps in). The fast pass reads each
+        file's header and last bytes, not its pixels: a missing or empty file, one
+        Pillow cannot identify, an unsupported image mode, a PNG or JPEG cut short
+        (no end chunk / end marker), a mask that is not a PNG (JPEG bytes under a
+        ``.png`` name) or not single-channel, and a mask whose size is not its
+        image's. ``full=True`` also decodes every file, which finds corrupt data
+        inside a whole file, transparent pixels, and mask values outside the classes.
+
+        Args:
+            full: decode every image and mask too (about the cost of one epoch of
+                loading, without augmentation).
+            workers: threads reading files (default: ``min(32, CPUs + 4)``; more help
+                on a network file system).
+            progress: show a progress bar.
+
+        Returns:
+            The number of samples checked (all good).
+
+        Raises:
+            DatasetProblems: a ``ValueError`` whose message lists the bad files with
+                what is wrong (the first 20), and whose ``problems`` holds them all.
+        """
+        from tqdm.auto import tqdm
+
+        n = len(self)
+        chunk = 64
+        problems: list[tuple[str, str]] = []
+        with (
+            ThreadPoolExecutor(max_workers=workers) as pool,
+            tqdm(total=n, desc="verify", unit="sample", disable=not progress) as bar,
+        ):
+            futures = {
+                pool.submit(self._verify_range, start, min(start + chunk, n), full): start
+                for start in range(0, n, chunk)
+            }
+            for future in as_completed(futures):
+                problems.extend(future.result())
+                bar.update(min(chunk, n - futures[future]))
+        if problems:
+            problems.sort()
+            raise DatasetProblems(str(self.root), n, problems)
+        return n
+
+    def _verify_range(self, start: int, stop: int, full: bool) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for i in range(start, stop):
+            image_path = self.image_path(i)
+            image = _check_header(image_path, "image", found)
+            mask = None
+            if self.labelled:
+                mask = _check_header(self.mask_path(i), "mask", found)
+            if image is not None and mask is not None and image[2] != mask[2]:
+                (w, h), (mw, mh) = image[2], mask[2]
+                found.append(
+                    (
+                        str(self.mask_path(i)),
+                        f"mask is {mh}x{mw} (HxW) but its image is {h}x{w}; masks must have "
+                        "the image's size",
+                    )
+                )
+            if not full or image is None or (self.labelled and mask is None):
+                continue
+            try:
+                self[i]
+            except (OSError, ValueError) as err:
+                text = str(err)
+                mask_path = str(self.mask_path(i)) if self.labelled else None
+                culprit = mask_path if mask_path and mask_path in text else str(image_path)
+                found.append((culprit, text))
+        return found
+
     def __repr__(self) -> str:
         return (
             f"FolderDataset({str(self.root)!r}, labelled={self.labelled}, "
@@ -362,9 +455,119 @@ class FolderDataset(Dataset):
             )
 
 
+class DatasetProblems(ValueError):
+    """Bad files found by :meth:`FolderDataset.verify`, all of them.
+
+    Attributes:
+        problems: ``(path, what is wrong)`` for every bad file, sorted by path.
+    """
+
+    def __init__(self, root: str, checked: int, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        shown = "\n".join(f"  {path}: {what}" for path, what in problems[:20])
+        more = (
+            f"\n  ... and {len(problems) - 20} more (see .problems)" if len(problems) > 20 else ""
+        )
+        super().__init__(
+            f"{len(problems)} problem(s) in the {checked} samples of {root!r}:\n{shown}{more}\n"
+            "Fix or remove those files (and their masks or images) before training"
+        )
+
+
+# The end of a whole PNG (its IEND chunk) and of a whole JPEG (the EOI marker); a file
+# cut short lacks them. Looked for in the last bytes only (data may follow them).
+_ENDINGS = {
+    "PNG": (b"IEND", "no PNG end chunk (IEND)"),
+    "JPEG": (b"\xff\xd9", "no JPEG end marker"),
+}
+_TAIL = 256
+
+
+def _check_header(
+    path: Path, kind: str, found: list[tuple[str, str]]
+) -> tuple[str, str, tuple[int, int]] | None:
+    """(format, mode, (W, H)) of a file from its header and tail; None (and a problem
+    appended to ``found``) if it is bad."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        broken = " (a symbolic link to nothing)" if os.path.islink(path) else ""
+        found.append((str(path), f"{kind} file missing{broken}"))
+        return None
+    except OSError as err:
+        found.append((str(path), f"cannot stat the {kind}: {err}"))
+        return None
+    if size == 0:
+        found.append((str(path), f"empty {kind} file (0 bytes)"))
+        return None
+    try:
+        with Image.open(path) as im:
+            fmt, mode, wh = im.format, im.mode, im.size
+        with open(path, "rb") as f:
+            f.seek(max(0, size - _TAIL))
+            tail = f.read()
+    except _DECODE_ERRORS as err:
+        found.append((str(path), f"not a readable {kind}: {type(err).__name__}: {err}"))
+        return None
+    ending = _ENDINGS.get(fmt or "")
+    if ending is not None and ending[0] not in tail:
+        # Cut short, or followed by more bytes than the tail holds: decoding tells.
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except _DECODE_ERRORS as err:
+            found.append((str(path), f"truncated {fmt} {kind} ({size} bytes, {ending[1]}): {err}"))
+            return None
+    if kind == "mask":
+        if fmt != "PNG":
+            found.append((str(path), str(_mask_format_error(path, fmt))))
+            return None
+        if mode not in _MASK_MODES:
+            found.append(
+                (str(path), f"mask has PIL mode {mode!r}; masks are single-channel (L or P)")
+            )
+            return None
+    elif mode not in _TO_RGB_MODES:
+        found.append(
+            (
+                str(path),
+                f"image has PIL mode {mode!r}, which is not supported (8-bit RGB, L, P, RGBA)",
+            )
+        )
+        return None
+    return fmt or "", mode, wh
+
+
+# What Pillow raises on a file it cannot parse or decode: UnidentifiedImageError and
+# "image file is truncated" (OSError), "broken PNG file" (SyntaxError), bad headers
+# (ValueError, struct.error), decompression bombs.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+
+
+def _cannot_read(kind: str, path: Path, err: BaseException) -> OSError:
+    detail = str(err) or type(err).__name__
+    if isinstance(err, FileNotFoundError):
+        return FileNotFoundError(f"{kind} {str(path)!r} not found ({detail})")
+    return OSError(
+        f"cannot read {kind} {str(path)!r}: {type(err).__name__}: {detail} (a truncated or "
+        "corrupt file? FolderDataset.verify() lists every bad file at once)"
+    )
+
+
 def _read_image(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB, see FolderDataset for the mode rules."""
-    with Image.open(path) as im:
+    try:
+        im = Image.open(path)
+    except _DECODE_ERRORS as err:
+        raise _cannot_read("image", path, err) from err
+    with im:
         mode = im.mode
         if mode not in _TO_RGB_MODES:
             bands = len(im.getbands())
@@ -374,28 +577,49 @@ def _read_image(path: Path) -> np.ndarray:
                 "RGBA; convert it to 8-bit RGB first, e.g. "
                 "Image.open(p).convert('RGB').save(p) after rescaling"
             )
-        if mode in _ALPHA_MODES:
-            alpha = np.asarray(im.getchannel("A"))
-            if (alpha != 255).any():
-                frac = float((alpha != 255).mean())
-                raise ValueError(
-                    f"image {str(path)!r} is {mode} with transparency ({frac:.1%} of pixels not "
-                    "opaque); the colour under transparent pixels is arbitrary, so alpha is not "
-                    "dropped silently. Composite it onto a background and save as RGB, e.g. "
-                    "Image.alpha_composite(Image.new('RGBA', im.size, 'black'), im).convert('RGB')"
-                )
-        rgb = im if mode == "RGB" else im.convert("RGB")
-        # np.array (a writable copy): torch warns on read-only buffers.
-        return np.array(rgb, dtype=np.uint8)
+        try:
+            im.load()
+            alpha = np.asarray(im.getchannel("A")) if mode in _ALPHA_MODES else None
+            rgb = im if mode == "RGB" else im.convert("RGB")
+            # np.array (a writable copy): torch warns on read-only buffers.
+            array = np.array(rgb, dtype=np.uint8)
+        except _DECODE_ERRORS as err:
+            raise _cannot_read("image", path, err) from err
+    if alpha is not None and (alpha != 255).any():
+        frac = float((alpha != 255).mean())
+        raise ValueError(
+            f"image {str(path)!r} is {mode} with transparency ({frac:.1%} of pixels not "
+            "opaque); the colour under transparent pixels is arbitrary, so alpha is not "
+            "dropped silently. Composite it onto a background and save as RGB, e.g. "
+            "Image.alpha_composite(Image.new('RGBA', im.size, 'black'), im).convert('RGB')"
+        )
+    return array
+
+
+def _mask_format_error(path: Path, fmt: str | None) -> ValueError:
+    return ValueError(
+        f"mask {str(path)!r} is a {fmt or 'non-PNG'} file, not a PNG, under a .png name: "
+        "lossy compression (JPEG) changes the class indices of pixels near edges. "
+        "Re-export the masks as PNG from the original label maps"
+    )
 
 
 def _read_mask(path: Path) -> np.ndarray:
     """(H, W) integer class indices."""
-    with Image.open(path) as im:
+    try:
+        im = Image.open(path)
+    except _DECODE_ERRORS as err:
+        raise _cannot_read("mask", path, err) from err
+    with im:
+        if im.format != "PNG":
+            raise _mask_format_error(path, im.format)
         if im.mode not in _MASK_MODES:
             raise ValueError(
                 f"mask {str(path)!r} has PIL mode {im.mode!r} ({len(im.getbands())} channel(s)); "
                 "masks must be single-channel PNGs of class indices (mode L or P). A colour-coded "
                 "RGB mask needs its colours mapped to indices first (one index per class colour)"
             )
-        return np.asarray(im)
+        try:
+            return np.asarray(im)
+        except _DECODE_ERRORS as err:
+            raise _cannot_read("mask", path, err) from err

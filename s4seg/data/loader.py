@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -39,6 +40,38 @@ def set_dataset_epoch(dataset: Any, epoch: int) -> None:
         stack.extend(getattr(d, "datasets", None) or ())
 
 
+_UNEQUAL_SIZES = "stack expects each tensor to be equal size"
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln for ln in str(err).splitlines() if _UNEQUAL_SIZES in ln]
+    return (lines or str(err).splitlines() or [type(err).__name__])[0].strip()
+
+
+def _sources(dataset: Any, indices: list[int], limit: int = 4) -> str:
+    """``"; files a.png, b.png"`` when the dataset (through Subset-like wrappers) knows
+    its image files, else ``""``."""
+    paths = []
+    for index in indices[:limit]:
+        d, i = dataset, index
+        for _ in range(8):  # Augmented(Subset(FolderDataset)) and the like
+            if callable(getattr(d, "image_path", None)):
+                with contextlib.suppress(IndexError, ValueError, TypeError):
+                    paths.append(str(d.image_path(i)))
+                break
+            sub = getattr(d, "indices", None)
+            if sub is not None and getattr(d, "dataset", None) is not None:
+                i, d = int(sub[i]), d.dataset
+            elif getattr(d, "dataset", None) is not None:
+                d = d.dataset
+            else:
+                break
+    if not paths:
+        return ""
+    more = " ..." if len(indices) > limit else ""
+    return "; files " + ", ".join(paths) + more
+
+
 def _check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, _INTEGER) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -71,6 +104,8 @@ class _ResumableBatchSampler(Sampler[list[int]]):
         self.sampler = sampler
         self.epoch = 0
         self.start_batch = 0
+        self.order: np.ndarray | None = None  # the order of epoch ``order_epoch``
+        self.order_epoch = -1
 
     @property
     def batches_per_epoch(self) -> int:
@@ -92,6 +127,7 @@ class _ResumableBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         order = self.indices(self.epoch)
+        self.order, self.order_epoch = order, self.epoch
         stop = self.batches_per_epoch * self.batch_size if self.drop_last else len(order)
         for start in range(self.start_batch * self.batch_size, stop, self.batch_size):
             yield order[start : min(start + self.batch_size, stop)].tolist()
@@ -229,13 +265,13 @@ class InfiniteLoader:
     def __next__(self) -> Any:
         iterator = self._iterator if self._iterator is not None else self._start_epoch()
         try:
-            batch = next(iterator)
+            batch = self._fetch(iterator)
         except StopIteration:
             self._epoch += 1
             self._batches_in_epoch = 0
             iterator = self._start_epoch()
             try:
-                batch = next(iterator)
+                batch = self._fetch(iterator)
             except StopIteration:
                 raise RuntimeError(
                     f"epoch {self._epoch} yielded no batch; the sampler returned fewer than "
@@ -243,6 +279,53 @@ class InfiniteLoader:
                 ) from None
         self._batches_in_epoch += 1
         return batch
+
+    def _fetch(self, iterator: Iterator[Any]) -> Any:
+        try:
+            return next(iterator)
+        except StopIteration:
+            raise
+        except Exception as err:
+            # The failed batch is the next one of this epoch (workers keep the order).
+            # The next call starts again at it, e.g. once a bad file is fixed.
+            self._iterator = None
+            indices = self.batch_indices(self._epoch, self._batches_in_epoch) or []
+            where = (
+                f"batch {self._batches_in_epoch} of epoch {self._epoch} "
+                f"(dataset indices {indices}{_sources(self.dataset, indices)})"
+            )
+            if _UNEQUAL_SIZES in str(err):
+                raise ValueError(
+                    f"cannot collate {where}: {_first_line(err)}. The images (and masks) of "
+                    "a batch must have one size: crop or resize them in the dataset "
+                    "(s4seg.data.Augmented with RandomCrop), or pass batch_size=1"
+                ) from err
+            if hasattr(err, "add_note"):
+                err.add_note(f"while loading {where}")
+            raise
+
+    def batch_indices(self, epoch: int, batch: int) -> list[int] | None:
+        """The dataset indices of batch ``batch`` (counted from 0) of ``epoch``.
+
+        None for an epoch other than the current one when the order comes from a
+        ``sampler`` (drawing it again could change a random sampler's later orders).
+        """
+        bs = self._batch_sampler
+        if bs.order is not None and bs.order_epoch == epoch:
+            order = bs.order
+        elif bs.sampler is None:
+            order = bs.indices(epoch)
+        else:
+            return None
+        start = batch * self.batch_size
+        return order[start : start + self.batch_size].tolist()
+
+    @property
+    def last_indices(self) -> list[int] | None:
+        """The dataset indices of the batch returned last (None before the first)."""
+        if self._batches_in_epoch == 0:
+            return None
+        return self.batch_indices(self._epoch, self._batches_in_epoch - 1)
 
     def state_dict(self) -> dict[str, int]:
         """Where the iterator stands: ``{"epoch": int, "batches_in_epoch": int}``."""

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HOOKS", "Callback", "check_callbacks"]
 
-HOOKS = ("on_fit_start", "on_log", "on_eval_end", "on_step_end", "on_fit_end")
+HOOKS = ("on_fit_start", "on_log", "on_eval_end", "on_step_end", "on_fit_end", "on_interrupt")
 
 
 class Callback:
@@ -31,6 +31,17 @@ class Callback:
 
     def on_fit_end(self, trainer: Trainer) -> None:
         """When :meth:`Trainer.fit` returns."""
+
+    def on_interrupt(self, trainer: Trainer, error: BaseException) -> None:
+        """When an exception or Ctrl-C interrupts :meth:`Trainer.fit`, before it propagates.
+
+        ``trainer.interruption`` tells where the state stands (an
+        :class:`s4seg.training.Interruption`): at the end of step
+        ``interruption.step`` (``exact``: the interrupted step was rolled back, or it
+        came between two steps), part-way through a step, or with non-finite weights
+        that must not be saved. An exception raised here is logged and does not hide
+        ``error``.
+        """
 
 
 def check_callbacks(callbacks: Sequence[Callback]) -> list[Callback]:

@@ -52,6 +52,29 @@ class LogWindow:
                 self.sums[key] = self.sums[key] + value if key in self.sums else value
                 self.counts[key] = self.counts.get(key, 0) + 1
 
+    def state_dict(self) -> dict[str, Any]:
+        """The window so far (tensors and plain values), so that a run resumed between two
+        log steps logs the same numbers as one that was never stopped."""
+        return {
+            "steps": self.steps,
+            "sums": {k: _encode(k, v) for k, v in self.sums.items()},
+            "counts": dict(self.counts),
+            "scores": {k: list(v) for k, v in self.scores.items()},
+            "latest": {k: _encode(k, v) for k, v in self.latest.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
+        """Restore :meth:`state_dict`, its tensors moved to ``device``."""
+
+        def to(value: Any) -> Any:
+            return value.to(device) if device is not None and torch.is_tensor(value) else value
+
+        self.steps = int(state["steps"])
+        self.sums = {k: _decode(v, to) for k, v in state["sums"].items()}
+        self.counts = {k: int(v) for k, v in state["counts"].items()}
+        self.scores = {k: [to(t) for t in v] for k, v in state["scores"].items()}
+        self.latest = {k: _decode(v, to) for k, v in state["latest"].items()}
+
     def flush(self) -> dict[str, Any]:
         """Python numbers of the window (then empties it)."""
         rec: dict[str, Any] = {"window_steps": self.steps}
@@ -90,6 +113,26 @@ class LogWindow:
                 rec[key] = float(value)
         self.__init__()  # type: ignore[misc]
         return rec
+
+
+_STATS = "__pseudo_label_stats__"
+
+
+def _encode(key: str, value: Any) -> Any:
+    if isinstance(value, PseudoLabelStats):
+        return {_STATS: {f.name: getattr(value, f.name) for f in fields(value)}}
+    if value is None or torch.is_tensor(value) or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"the log window cannot save {key!r}, a {type(value).__name__}: step logs hold "
+        "tensors, numbers or PseudoLabelStats"
+    )
+
+
+def _decode(value: Any, to: Any) -> Any:
+    if isinstance(value, dict) and _STATS in value:
+        return PseudoLabelStats(**{k: to(v) for k, v in value[_STATS].items()})
+    return to(value)
 
 
 def nonfinite_keys(record: dict[str, Any]) -> list[str]:

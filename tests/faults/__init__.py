@@ -1,0 +1,1 @@
+"""Fault injection: kills, damaged files, bad settings, non-finite numbers, full disks."""
