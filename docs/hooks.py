@@ -15,7 +15,11 @@ the committed ones and the build passes whether or not a result file exists yet:
     ``*.png`` shown.
 
 It also strips Sphinx roles (``:class:``, ``:func:`` ...) that some docstrings use, so
-the API pages show ``Trainer`` rather than ``:class:Trainer``.
+the API pages show ``Trainer`` rather than ``:class:Trainer``, and renders the equations
+(``pymdownx.arithmatex``'s ``\\( \\)`` and ``\\[ \\]``) to MathML at build time with
+``latex2mathml``: browsers draw MathML themselves, so the pages need no script and no
+network to show them, from a server or from disk. An equation latex2mathml cannot
+convert fails the strict build.
 
 A missing file or folder renders a short "not measured yet" note. A result file that
 exists but cannot be read fails the build (mkdocs --strict turns the warning into an
@@ -31,6 +35,7 @@ import math
 import re
 import tempfile
 from collections import defaultdict
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,9 @@ PAGE = "benchmarks.md"
 # A Sphinx role before inline code, as mkdocstrings renders it: ":class:<code>".
 SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|data|obj|exc|const):(?=<code>)")
 MARKER = re.compile(r"<!--\s*s4seg:(kernel|csv|results)\s+(\S+)\s*-->")
+# pymdownx.arithmatex in generic mode: <span class="arithmatex">\(x\)</span> inline,
+# <div class="arithmatex">\[x\]</div> for a block.
+MATH = re.compile(r'<(span|div) class="arithmatex">\s*\\([(\[])(.*?)\\[)\]]\s*</\1>', re.S)
 GENERATED = "assets/generated"  # where the build-time plots live in the site
 PROVIDERS = ("eager", "compile", "triton")
 MODES = ("forward", "backward", "full")
@@ -81,7 +89,24 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
 
 
 def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
-    return SPHINX_ROLE.sub("", html)
+    return render_math(SPHINX_ROLE.sub("", html), page.file.src_uri)
+
+
+def render_math(text: str, where: str = "") -> str:
+    """Replace every arithmatex span or div of ``text`` with its MathML."""
+    from latex2mathml.converter import convert  # the docs extra
+
+    def one(match: re.Match[str]) -> str:
+        tag, opener, tex = match.groups()
+        display = "block" if opener == "[" else "inline"
+        try:
+            mathml = convert(unescape(tex).strip(), display=display)
+        except Exception as err:  # a strict build fails on the warning
+            log.warning("%s: cannot render the equation %r: %s", where, tex[:60], err)
+            return match.group(0)
+        return f'<{tag} class="arithmatex">{mathml}</{tag}>'
+
+    return MATH.sub(one, text)
 
 
 # ----------------------------------------------------------------------------- helpers

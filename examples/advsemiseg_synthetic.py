@@ -26,7 +26,9 @@ def main() -> None:
     p.add_argument("--lr-d", type=float, default=1e-4, help="discriminator Adam lr (the paper's)")
     p.add_argument("--threshold", type=float, default=0.2, help="on D's confidence map (mask_T)")
     p.add_argument("--start-step", type=int, default=500, help="first self-training step")
-    p.add_argument("--out", type=Path, default=Path("runs/advsemiseg_synthetic"))
+    p.add_argument(
+        "--out", type=Path, default=Path("runs/advsemiseg_synthetic"), help="run folders"
+    )
     args = p.parse_args()
     prepare(args)
     splits = splits_from_args(args)

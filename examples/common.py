@@ -1,28 +1,21 @@
-"""What the synthetic-data recipes share: the splits, the loaders and the printed table.
+"""What the synthetic-data recipes share: the flags, the splits, the loaders and the printed table.
 
 Kept apart so that each recipe reads as its own wiring of parts and nothing else.
+Nothing here imports torch before the flags are parsed, so ``--help`` answers at once.
+A copy of a recipe needs this file beside it (``s4seg examples --copy DIR`` copies both).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-
-from s4seg.data import (
-    Augmented,
-    InfiniteLoader,
-    RandomHorizontalFlip,
-    SyntheticShapes,
-    Unlabelled,
-    split_indices,
-)
-from s4seg.distributed import init_distributed, is_distributed, rank
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 
 @dataclass
@@ -49,6 +42,10 @@ def synthetic_splits(
     ``keep_masks`` keeps the unlabelled images' true masks (as ``"true_mask"``), which
     the methods use only to log how many kept pseudo-labels are right.
     """
+    from torch.utils.data import Subset
+
+    from s4seg.data import SyntheticShapes, Unlabelled, split_indices
+
     pool = SyntheticShapes(train_size, image_size=image_size, seed=seed)
     lab_idx, unl_idx = split_indices(train_size, labelled, seed=seed)
     val = SyntheticShapes(val_size, image_size=image_size, seed=seed + 10_000)
@@ -76,6 +73,10 @@ def loaders(splits: SyntheticSplits, batch_size: int, seed: int) -> dict[str, An
     Training images are flipped at random (colour jitter is left out: colour carries
     part of the class here, and the field report measured it hurting).
     """
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from s4seg.data import Augmented, InfiniteLoader, RandomHorizontalFlip
+    from s4seg.distributed import is_distributed, rank
 
     def infinite(dataset: Dataset, s: int) -> InfiniteLoader:
         # Under torchrun each rank reads its own shard and flips with its own seed;
@@ -96,20 +97,59 @@ def loaders(splits: SyntheticSplits, batch_size: int, seed: int) -> dict[str, An
     }
 
 
+def default_threads() -> int:
+    """torch CPU threads for a recipe: ``OMP_NUM_THREADS`` if set, else half the CPUs, 1 to 4.
+
+    torch's own default is one thread per physical core. On a machine that other
+    jobs share, those threads wait for each other: a 60-step A/B on a busy 2-core
+    machine took 377 s at torch's default and 44 s at one thread. Half the CPUs this
+    process may use (1 on 2 cores) leaves room for the rest of the machine; the
+    recipes' small networks gain little from more than 4.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(4, max(1, cpus // 2))
+
+
+class RecipeParser(argparse.ArgumentParser):
+    """An ArgumentParser whose ``--help`` shows every flag's default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        # argparse prints no line (so no default) for a flag without help text.
+        if "help" not in kwargs and args and str(args[0]).startswith("-"):
+            kwargs["help"] = "(default: %(default)s)"
+        return super().add_argument(*args, **kwargs)
+
+
 def base_parser(description: str, *, max_steps: int) -> argparse.ArgumentParser:
-    """Flags every synthetic recipe has."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--max-steps", type=int, default=max_steps)
+    """Flags every synthetic recipe has; ``--help`` shows their defaults."""
+    p = RecipeParser(description=description)
+    p.add_argument("--max-steps", type=int, default=max_steps, help="training steps")
     p.add_argument("--labelled", type=float, default=64, help="count (>= 1) or fraction (< 1)")
-    p.add_argument("--train-size", type=int, default=2000)
-    p.add_argument("--val-size", type=int, default=200)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--train-size", type=int, default=2000, help="images in the training pool")
+    p.add_argument("--val-size", type=int, default=200, help="validation images")
+    p.add_argument("--image-size", type=int, default=64, help="side of the images in pixels")
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (each loader)")
     # A 0.4M-parameter timm ResNet: both runs of the main job take ~12 min on 2 cores.
-    p.add_argument("--backbone", default="test_resnet")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--backbone", default="test_resnet", help="any timm model name")
+    p.add_argument("--seed", type=int, default=0, help="splits, weights and batches")
+    p.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads(),
+        help="torch CPU threads (0: torch's default, one per core); the default is "
+        "OMP_NUM_THREADS if set, else half this machine's CPUs, 1 to 4",
+    )
     return p
 
 
@@ -120,8 +160,12 @@ def labelled_arg(value: float) -> int | float:
 
 def prepare(args: argparse.Namespace) -> None:
     """Threads, and the process group when the script runs under torchrun."""
+    import torch
+
+    from s4seg.distributed import init_distributed
+
     init_distributed()  # a no-op without torchrun's environment
-    if args.threads:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
 
 
@@ -154,6 +198,8 @@ def fit_and_summarise(trainer: Any, name: str, labelled: int) -> dict[str, Any]:
 
 def print_table(rows: list[dict[str, Any]], out_dir: Path | None = None) -> str:
     """A markdown table of the runs; also written to ``out_dir/results.md``."""
+    from s4seg.distributed import rank
+
     lines = [
         "| run | steps | labelled images | best val mIoU (step) | final val mIoU | wall time |",
         "|---|---|---|---|---|---|",

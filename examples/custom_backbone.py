@@ -19,8 +19,8 @@ import s4seg
 def main() -> None:
     p = base_parser(__doc__.splitlines()[0], max_steps=300)
     p.set_defaults(backbone="efficientnet_b0")
-    p.add_argument("--output-stride", type=int, default=16)
-    p.add_argument("--out", type=Path, default=Path("runs/custom_backbone"))
+    p.add_argument("--output-stride", type=int, default=16, help="8, 16 or 32")
+    p.add_argument("--out", type=Path, default=Path("runs/custom_backbone"), help="run folder")
     args = p.parse_args()
     prepare(args)
     splits = splits_from_args(args)

@@ -7,11 +7,16 @@ Expected layout (VOC-like; masks are PNGs of class indices, 255 = ignore):
     [--unlabelled DIR/images/...] (an extra pool of unlabelled images, optional)
 
 ``--labelled`` takes a fraction (0.125 = the paper's 1/8 split) or a count of the training
-images; the rest of train/ is used without masks. ``--make-demo-data DIR`` writes a small
-dataset in this layout from the built-in generator, to try the recipe end to end:
+images; the rest of train/ is used without masks. Each labelled batch needs that many
+labelled images: at least ``--batch-size``. ``--make-demo-data DIR`` writes a small
+dataset in this layout from the built-in generator (64 training images, so that 1/8 of
+them is one batch of 8), to try the recipe end to end:
 
-    python examples/deeplabv2_folder.py --make-demo-data /tmp/demo
-    python examples/deeplabv2_folder.py --data /tmp/demo --num-classes 6 --crop-size 129 --max-steps 20
+    python examples/deeplabv2_folder.py --make-demo-data demo_data
+    python examples/deeplabv2_folder.py --data demo_data --num-classes 6 --crop-size 129 --max-steps 20
+
+Run again with a larger ``--max-steps`` and the same ``--out``, it resumes from the last
+checkpoint.
 
 Where this departs from the paper's code (and why):
 - Images are normalised with ImageNet mean/std in RGB (the original subtracted Caffe BGR means):
@@ -28,17 +33,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from PIL import Image
-from torch.utils.data import ConcatDataset, DataLoader, Subset
+from common import default_threads
 
-import s4seg
+import s4seg  # loads torch on first use only: `--help` answers at once
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def make_demo_data(root: Path, train: int = 48, val: int = 8, size: int = 160) -> None:
+def make_demo_data(root: Path, train: int = 64, val: int = 8, size: int = 160) -> None:
     """Write SyntheticShapes samples as PNG files in the layout above."""
+    from PIL import Image
+
     for split, n, seed in (("train", train, 0), ("val", val, 1)):
         data = s4seg.SyntheticShapes(n, image_size=size, seed=seed)
         (root / split / "images").mkdir(parents=True, exist_ok=True)
@@ -54,23 +59,33 @@ def make_demo_data(root: Path, train: int = 48, val: int = 8, size: int = 160) -
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--data", type=Path, help="folder with train/ and val/")
-    p.add_argument("--make-demo-data", type=Path, metavar="DIR")
+    p.add_argument("--make-demo-data", type=Path, metavar="DIR", help="write a demo dataset")
     p.add_argument("--demo-size", type=int, default=160, help="side of the demo images")
     p.add_argument("--unlabelled", type=Path, help="extra folder of unlabelled images")
-    p.add_argument("--num-classes", type=int, default=21)
+    p.add_argument("--num-classes", type=int, default=21, help="classes (masks hold 0..C-1)")
     p.add_argument("--labelled", type=float, default=0.125, help="fraction (<1) or count")
-    p.add_argument("--crop-size", type=int, default=321)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-steps", type=int, default=20_000)
+    p.add_argument("--crop-size", type=int, default=321, help="training crop and eval tile")
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (each loader)")
+    p.add_argument("--max-steps", type=int, default=20_000, help="training steps")
     p.add_argument("--st-threshold", type=float, default=0.2, help="gate on D(fake) probability")
     p.add_argument("--pretrained", action="store_true", help="ImageNet weights via timm (online)")
     p.add_argument("--backbone-weights", type=Path, help="local ResNet-101 ImageNet state_dict")
-    p.add_argument("--out", type=Path, default=Path("runs/deeplabv2_folder"))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/deeplabv2_folder"), help="run folder")
+    p.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda")
+    p.add_argument("--workers", type=int, default=2, help="loader worker processes")
+    p.add_argument("--seed", type=int, default=0, help="split, weights and batches")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads(),
+        help="torch CPU threads (0: torch's default); the default is OMP_NUM_THREADS if set, "
+        "else half this machine's CPUs, 1 to 4",
+    )
     args = p.parse_args()
     if args.make_demo_data:
         make_demo_data(args.make_demo_data, size=args.demo_size)
@@ -78,11 +93,22 @@ def main() -> None:
     if args.data is None:
         p.error("--data is required (or --make-demo-data DIR to write a demo dataset)")
 
+    import torch
+    from torch.utils.data import ConcatDataset, DataLoader, Subset
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     s4seg.seed_everything(args.seed)
     train = s4seg.FolderDataset(args.data / "train", labelled=False)
     lab_idx, unl_idx = s4seg.data.split_indices(
         len(train), int(args.labelled) if args.labelled >= 1 else args.labelled, seed=args.seed
     )
+    if len(lab_idx) < args.batch_size:
+        p.error(
+            f"--labelled {args.labelled} of the {len(train)} training images is "
+            f"{len(lab_idx)} labelled images, fewer than one batch (--batch-size "
+            f"{args.batch_size}): pass --batch-size {len(lab_idx)} or label more images"
+        )
     # Only the labelled part needs masks: index it through a labelled view of the folder.
     labelled = Subset(
         s4seg.FolderDataset(args.data / "train", num_classes=args.num_classes), lab_idx

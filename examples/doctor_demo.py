@@ -23,32 +23,34 @@ import logging
 from pathlib import Path
 
 from common import base_parser, loaders, prepare, splits_from_args
-from torch import Tensor, nn
 
 import s4seg
-from s4seg.doctor import Doctor, write_report
 
 
-class TinySegNet(nn.Module):
+def tiny_segnet(num_classes: int, width: int = 16):
     """Three 3x3 conv layers and a 1x1 classifier: a generator that trains in seconds."""
+    from torch import nn  # here, not at the top: `--help` answers without loading torch
 
-    def __init__(self, num_classes: int, width: int = 16) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        layers: list[nn.Module] = []
-        for c_in in (3, width, width):
-            layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
-        self.backbone = nn.Sequential(*layers)
-        self.head = nn.Conv2d(width, num_classes, 1)
+    class TinySegNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_classes = num_classes
+            layers: list[nn.Module] = []
+            for c_in in (3, width, width):
+                layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+            self.backbone = nn.Sequential(*layers)
+            self.head = nn.Conv2d(width, num_classes, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
+        def forward(self, x):
+            return self.head(self.backbone(x))
 
-    def backbone_parameters(self):
-        return self.backbone.parameters()
+        def backbone_parameters(self):
+            return self.backbone.parameters()
 
-    def head_parameters(self):
-        return self.head.parameters()
+        def head_parameters(self):
+            return self.head.parameters()
+
+    return TinySegNet()
 
 
 def main() -> None:
@@ -58,8 +60,8 @@ def main() -> None:
     p.add_argument("--st-threshold", type=float, default=0.2, help="gate on D(fake) probability")
     p.add_argument("--duration-steps", type=int, default=20, help="doctor's starvation window")
     p.add_argument("--rollback", action="store_true", help="restore best.pt and slow D 10x")
-    p.add_argument("--out", type=Path, default=Path("runs/doctor_demo"))
-    p.set_defaults(backbone="tiny", image_size=32, batch_size=4, val_size=32, threads=2)
+    p.add_argument("--out", type=Path, default=Path("runs/doctor_demo"), help="run folder")
+    p.set_defaults(backbone="tiny", image_size=32, batch_size=4, val_size=32)
     args = p.parse_args()
     prepare(args)
     logging.basicConfig(format="%(message)s")  # the doctor's findings, readable on stderr
@@ -67,9 +69,11 @@ def main() -> None:
     splits = splits_from_args(args)
     s4seg.seed_everything(args.seed)
     if args.backbone == "tiny":
-        generator: nn.Module = TinySegNet(splits.num_classes)
+        generator = tiny_segnet(splits.num_classes)
     else:
         generator = s4seg.create_generator(args.backbone, splits.num_classes, output_stride=8)
+    from s4seg.doctor import Doctor, write_report  # the live Doctor loads the training loop
+
     doctor = Doctor(run_dir=args.out, duration_steps=args.duration_steps, rollback=args.rollback)
     trainer = s4seg.Trainer(
         generator,

@@ -26,7 +26,9 @@ def main() -> None:
     p.add_argument("--threshold", type=float, default=0.9, help="on the teacher's softmax")
     p.add_argument("--start-step", type=int, default=200, help="labels only before this step")
     p.add_argument("--max-decay", type=float, default=0.999, help="cap of the EMA decay")
-    p.add_argument("--out", type=Path, default=Path("runs/mean_teacher_synthetic"))
+    p.add_argument(
+        "--out", type=Path, default=Path("runs/mean_teacher_synthetic"), help="run folders"
+    )
     args = p.parse_args()
     prepare(args)
     splits = splits_from_args(args)

@@ -38,7 +38,7 @@ def schedules(max_steps: int) -> dict[str, s4seg.schedules.Schedule]:
 
 def main() -> None:
     p = base_parser(__doc__.splitlines()[0], max_steps=600)
-    p.add_argument("--out", type=Path, default=Path("runs/threshold_schedules"))
+    p.add_argument("--out", type=Path, default=Path("runs/threshold_schedules"), help="run folders")
     args = p.parse_args()
     prepare(args)
     splits = splits_from_args(args)

@@ -173,3 +173,47 @@ def test_getting_started_has_the_readme_setup_commands_verbatim() -> None:
     page = (DOCS / "getting-started.md").read_text()
     for command in commands[:2]:
         assert command in page, f"README command not on getting-started.md: {command}"
+
+
+def test_getting_started_gives_cpu_users_the_cpu_wheel_index() -> None:
+    # The README's main-job command, with only the CPU wheel index added to its torch install.
+    readme = (ROOT / "README.md").read_text()
+    main_job = re.findall(r"```bash\n(.*?)```", readme, re.S)[0].strip()
+    torch_install = "pip install torch==2.14.1 torchvision==0.29.1"
+    assert torch_install in main_job
+    cpu = main_job.replace(
+        torch_install, torch_install + " --index-url https://download.pytorch.org/whl/cpu"
+    )
+    assert f"```bash\n{cpu}\n```" in (DOCS / "getting-started.md").read_text()
+
+
+def test_the_site_builds_and_works_offline(tmp_path: Path) -> None:
+    # The docs extra builds the site; without it this test skips (CI installs it).
+    pytest.importorskip(
+        "mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'"
+    )
+    pytest.importorskip("latex2mathml", reason="the docs extra is not installed")
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (site / "concepts" / "method.html").read_text()
+    # The equations are MathML, rendered at build time: no TeX left for a script to typeset.
+    assert page.count("<math") >= 30 and 'display="block"' in page
+    assert "\\(" not in page and "\\[" not in page
+    for html in site.rglob("*.html"):
+        text = html.read_text()
+        # Nothing is fetched from the network: no remote script, stylesheet or font.
+        assert not re.search(r'<script[^>]+src="https?://', text), html
+        assert not re.search(r'<link[^>]+href="https?://', text), html
+        # Links between pages name .html files, which open from file:// as well.
+        for target in re.findall(r'href="([^"#:]+)"', text):
+            assert not target.endswith("/"), (html, target)

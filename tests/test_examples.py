@@ -1,91 +1,343 @@
-"""Every recipe in examples/ runs end to end with --max-steps 2 (the wiring, not the result)."""
+"""Every command the docs show runs, as shown (issue 19: the first hour of a new user).
+
+The commands are read out of the pages (the fenced ``bash`` blocks of docs/, and the
+command lines in the headers of examples/*.py, which the Recipes page includes) and
+run from a fresh working directory in which ``examples/`` is the repository's. What
+trains for minutes runs with a small size appended, as the pages say; ``EXTRA`` holds
+what is appended to each command. A command added to the docs fails
+``test_every_documented_command_is_run`` until a test here runs it.
+
+The README's two set-up commands are not run here (they make a virtual environment;
+CI runs the test command itself, and test_docs checks that Getting started has both
+verbatim), nor is the quickstart (tests/test_quickstart.py runs it).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SMALL = [
-    "--train-size",
-    "24",
-    "--val-size",
-    "4",
-    "--labelled",
-    "8",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "2",
-    "--backbone",
-    "test_resnet",
-    "--threads",
-    "1",
-]
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+DOCS = ROOT / "docs"
+SIZES = ["--train-size", "24", "--val-size", "4", "--labelled", "8", "--image-size", "32",
+         "--batch-size", "2"]  # fmt: skip
+SMALL = ["--max-steps", "2", *SIZES]
+# Under torchrun every rank needs a labelled batch of its own: 16 images for 8 ranks.
+DDP_SMALL = ["--max-steps", "2", "--train-size", "48", "--val-size", "8", "--labelled", "16",
+             "--image-size", "32", "--batch-size", "2"]  # fmt: skip
+TMP = "{tmp}"  # replaced by the test's own temporary folder
+
+# What the tests append to each documented command: [] runs it exactly as shown.
+EXTRA: dict[str, list[str]] = {
+    # Getting started
+    "python examples/s4gan_synthetic.py --help": [],
+    "s4seg report runs/s4gan_synthetic": [],
+    "s4seg examples --copy my_recipes": [],
+    "python my_recipes/s4gan_synthetic.py --max-steps 2": SIZES,
+    "tensorboard --logdir runs/s4gan_synthetic": [],
+    "s4seg report runs/s4gan_synthetic/s4gan": [],
+    # Diagnosing runs
+    "s4seg report runs/exp1": [],
+    "s4seg report runs/exp1 --out reports/exp1 --duration-steps 100": [],
+    # Recipes and the scripts' headers
+    "python examples/s4gan_synthetic.py": SMALL,
+    "python examples/s4gan_synthetic.py --max-steps 2": SIZES,
+    "python examples/deeplabv2_folder.py --make-demo-data demo_data": [],
+    "python examples/deeplabv2_folder.py --data demo_data --num-classes 6 --crop-size 129 "
+    "--max-steps 20": ["--max-steps", "2"],
+    "python examples/threshold_schedules.py --max-steps 600": SMALL,
+    "python examples/custom_backbone.py --backbone efficientnet_b0 --max-steps 300": SMALL,
+    "python examples/doctor_demo.py": SMALL,
+    "python examples/doctor_demo.py --max-steps 20": [],
+    "python examples/doctor_demo.py --rollback": SMALL,
+    "python examples/doctor_demo.py --backbone resnet18 --image-size 64 --duration-steps 100": SMALL,
+    "s4seg report runs/doctor_demo --duration-steps 20": [],
+    "python examples/unimatch_synthetic.py": SMALL,
+    "python examples/unimatch_synthetic.py --max-steps 2": SIZES,
+    "python examples/fixmatch_synthetic.py": SMALL,
+    "python examples/fixmatch_synthetic.py --max-steps 2": SIZES,
+    "python examples/mean_teacher_synthetic.py": SMALL,
+    "python examples/mean_teacher_synthetic.py --max-steps 2": SIZES,
+    "python examples/advsemiseg_synthetic.py": SMALL,
+    "python examples/advsemiseg_synthetic.py --max-steps 2": SIZES,
+    # Scaling out
+    "torchrun --nproc_per_node 4 examples/s4gan_synthetic.py": DDP_SMALL,
+    "torchrun --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d --rdzv_endpoint HOST:29500 "
+    "examples/s4gan_synthetic.py": DDP_SMALL,
+    # Benchmarks: toy sizes, output to the test's folder, never to the committed files
+    "python -m benchmarks.kernel.run": ["--no-csv", "--providers", "eager", "--modes", "forward"],
+    "python -m benchmarks.kernel.report": ["--plot-dir", TMP],
+    "python -m benchmarks.step.run": ["--steps", "2", "--no-csv"],
+    "python -m benchmarks.step.run --preset gpu": ["--steps", "2", "--no-csv"],
+    "python -m benchmarks.step.run --preset gpu_deeplabv2": ["--steps", "2", "--no-csv"],
+    "python -m benchmarks.data.index_files": ["--sizes", "200", "--repeats", "1", "--no-csv",
+                                              "--tmp", TMP],
+    "python -m benchmarks.data.loader_throughput": ["--images", "16", "--size", "32",
+                                                    "--warmup", "1", "--batches", "2",
+                                                    "--steps", "1", "--workers", "0",
+                                                    "--no-csv", "--tmp", TMP],
+    "python -m benchmarks.quality.run": ["--quick", "--seeds", "0", "--splits", "1/16",
+                                         "--methods", "supervised", "--no-full",
+                                         "--out", f"{TMP}/quality.csv"],
+    "python -m benchmarks.quality.run --suite family": ["--quick", "--seeds", "0",
+                                                        "--methods", "advsemiseg",
+                                                        "--out", f"{TMP}/quality.csv"],
+    "python -m benchmarks.quality.run --quick": ["--seeds", "0", "--splits", "1/16",
+                                                 "--methods", "supervised", "--no-full",
+                                                 "--out", f"{TMP}/quality.csv"],
+    "python -m benchmarks.quality.report": ["--out", f"{TMP}/quality"],
+}  # fmt: skip
+NEEDS_CUDA = {
+    "python -m benchmarks.step.run --preset gpu",
+    "python -m benchmarks.step.run --preset gpu_deeplabv2",
+}
+# Shown, and checked by another test rather than run: it installs torch from the network.
+NOT_RUN = {
+    "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.14.1 "
+    "torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu && pip install -e "
+    '".[test]" && python examples/s4gan_synthetic.py': "test_docs.py::"
+    "test_getting_started_gives_cpu_users_the_cpu_wheel_index",
+}
 
 
-def run(script: str, *args: str | Path, cwd: Path) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+# ------------------------------------------------------------------ the commands the docs show
+def _commands(text: str) -> list[str]:
+    """Command lines of a shell snippet: continuations joined, trailing comments dropped."""
+    out, pending = [], ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.endswith("\\"):
+            pending += line[:-1].strip() + " "
+            continue
+        line = re.sub(r"\s+#.*$", "", pending + line).strip()
+        pending = ""
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def documented_commands() -> dict[str, str]:
+    """Every command of the docs' bash blocks and of the example headers -> where it is shown."""
+    readme = (ROOT / "README.md").read_text()
+    setup = {c for b in re.findall(r"```bash\n(.*?)```", readme, re.S)[:2] for c in _commands(b)}
+    found: dict[str, str] = {}
+    pages = [p for p in sorted(DOCS.rglob("*.md")) if "quality" not in p.relative_to(DOCS).parts]
+    for page in pages:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+            for command in _commands(block):
+                found.setdefault(command, str(page.relative_to(ROOT)))
+    for script in sorted(EXAMPLES.glob("*.py")):
+        doc = script.read_text().split('"""')[1]
+        lines = [x for x in doc.splitlines() if re.match(r"    (python|s4seg|torchrun) ", x)]
+        for command in _commands("\n".join(lines)):
+            found.setdefault(command, str(script.relative_to(ROOT)))
+    return {c: where for c, where in found.items() if c not in setup}
+
+
+def test_every_documented_command_is_run() -> None:
+    shown = documented_commands()
+    missing = sorted(
+        f"{c}  ({where})" for c, where in shown.items() if c not in {**EXTRA, **NOT_RUN}
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
-
-def test_main_job_prints_the_table_and_writes_run_folders(tmp_path):
-    out = run(
-        "s4gan_synthetic.py", "--max-steps", "2", *SMALL, "--out", tmp_path / "r", cwd=tmp_path
+    assert not missing, (
+        "commands the docs show that no test runs (add them to EXTRA):\n" + "\n".join(missing)
     )
+    stale = sorted(set(EXTRA) - set(shown))
+    assert not stale, f"EXTRA runs commands the docs no longer show: {stale}"
+    covered = {c for group in GROUPS.values() for c in group}
+    assert covered == set(EXTRA), sorted(set(EXTRA) ^ covered)
+
+
+# ------------------------------------------------------------------ running them
+class Shell:
+    """Runs documented commands in one working directory, as a user would type them."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        cwd.mkdir(parents=True, exist_ok=True)
+        (cwd / "examples").symlink_to(EXAMPLES)
+        bin_dir = str(Path(sys.executable).parent)
+        # The suite runs the kernel under TRITON_INTERPRET=1; a documented command runs
+        # as a user's shell would, without it (the kernel benchmark refuses it).
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"},
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+            "PYTHONPATH": str(ROOT),  # `python -m benchmarks...` from anywhere
+            "OMP_NUM_THREADS": "1",
+        }
+        self.done: dict[tuple[str, ...], str] = {}
+
+    def argv(self, command: str, **substitute: str) -> list[str]:
+        """The command's words, with its EXTRA appended and ``substitute`` applied."""
+        assert command in EXTRA, f"not a documented command: {command}"
+        extra = [a.replace(TMP, str(self.cwd)) for a in EXTRA[command]]
+        for old, new in substitute.items():
+            command = command.replace(old, new)
+        argv = shlex.split(command) + extra
+        return [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
+
+    def run(self, command: str, timeout: int = 600) -> str:
+        argv = self.argv(command)
+        if tuple(argv) in self.done:  # the same run as an earlier command's (--max-steps 2)
+            return self.done[tuple(argv)]
+        proc = subprocess.run(argv, cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+        assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        self.done[tuple(argv)] = proc.stdout
+        return proc.stdout
+
+
+GROUPS: dict[str, list[str]] = {
+    "main_job": [
+        "python examples/s4gan_synthetic.py --help",
+        "python examples/s4gan_synthetic.py",
+        "python examples/s4gan_synthetic.py --max-steps 2",
+        "s4seg report runs/s4gan_synthetic",
+        "s4seg report runs/s4gan_synthetic/s4gan",
+        "tensorboard --logdir runs/s4gan_synthetic",
+        "s4seg report runs/exp1",
+        "s4seg report runs/exp1 --out reports/exp1 --duration-steps 100",
+        "s4seg examples --copy my_recipes",
+        "python my_recipes/s4gan_synthetic.py --max-steps 2",
+    ],
+    "schedules": ["python examples/threshold_schedules.py --max-steps 600"],
+    "backbone": ["python examples/custom_backbone.py --backbone efficientnet_b0 --max-steps 300"],
+    "doctor": [
+        "python examples/doctor_demo.py",
+        "python examples/doctor_demo.py --rollback",
+        "python examples/doctor_demo.py --backbone resnet18 --image-size 64 --duration-steps 100",
+        "python examples/doctor_demo.py --max-steps 20",
+        "s4seg report runs/doctor_demo --duration-steps 20",
+    ],
+    "folder": [
+        "python examples/deeplabv2_folder.py --make-demo-data demo_data",
+        "python examples/deeplabv2_folder.py --data demo_data --num-classes 6 --crop-size 129 "
+        "--max-steps 20",
+    ],
+    **{
+        name: [f"python examples/{name}_synthetic.py", f"python examples/{name}_synthetic.py --max-steps 2"]
+        for name in ("unimatch", "fixmatch", "mean_teacher", "advsemiseg")
+    },
+    "torchrun": [
+        "torchrun --nproc_per_node 4 examples/s4gan_synthetic.py",
+        "torchrun --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d --rdzv_endpoint HOST:29500 "
+        "examples/s4gan_synthetic.py",
+    ],
+    "benchmarks": [c for c in EXTRA if c.startswith("python -m benchmarks.")],
+}  # fmt: skip
+
+
+def test_main_job_and_what_getting_started_does_with_it(tmp_path):
+    sh = Shell(tmp_path)
+    assert "(default: 1500)" in sh.run("python examples/s4gan_synthetic.py --help")
+    out = sh.run("python examples/s4gan_synthetic.py")
     assert "| supervised | 2 | 8 |" in out and "| s4gan | 2 | 8 |" in out
+    assert sh.run("python examples/s4gan_synthetic.py --max-steps 2") == out
+    runs = tmp_path / "runs" / "s4gan_synthetic"
     for method in ("supervised", "s4gan"):
-        folder = tmp_path / "r" / method
+        folder = runs / method
         assert (folder / "config.json").exists() and (folder / "checkpoints" / "last.pt").exists()
         records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
         assert any(r["kind"] == "eval" for r in records)
         assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
-    assert (tmp_path / "r" / "results.md").exists()
+    assert (runs / "results.md").exists()
+    # The folder the README names: each run reported, and the two compared.
+    printed = sh.run("s4seg report runs/s4gan_synthetic").split()
+    assert printed[-1] == "runs/s4gan_synthetic/report.md"
+    assert "| [`s4gan`](s4gan/report.md) | s4gan | 2 |" in (runs / "report.md").read_text()
+    assert (runs / "val_miou.png").exists()
+    assert sh.run("s4seg report runs/s4gan_synthetic/s4gan").strip().endswith("report.md")
+    serve_tensorboard(sh)
+    # Diagnosing runs reports a run folder called runs/exp1.
+    shutil.copytree(runs / "s4gan", tmp_path / "runs" / "exp1")
+    sh.run("s4seg report runs/exp1")
+    sh.run("s4seg report runs/exp1 --out reports/exp1 --duration-steps 100")
+    assert (tmp_path / "reports" / "exp1" / "report.md").exists()
+    # From a pip install: the recipes copied out run from their own folder.
+    sh.run("s4seg examples --copy my_recipes")
+    out = sh.run("python my_recipes/s4gan_synthetic.py --max-steps 2")
+    assert "| s4gan | 2 | 8 |" in out
+
+
+def serve_tensorboard(sh: Shell) -> None:
+    """``tensorboard --logdir ...`` starts serving the run folders; stopped once it does."""
+    proc = subprocess.Popen(sh.argv("tensorboard --logdir runs/s4gan_synthetic"), cwd=sh.cwd,
+                            env=sh.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    seen = ""
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "http://" not in seen:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line and proc.poll() is not None:
+                break
+            seen += line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "http://" in seen, seen[-2000:]
 
 
 def test_threshold_schedules_recipe(tmp_path):
-    out = run("threshold_schedules.py", "--max-steps", "2", *SMALL, "--out", tmp_path, cwd=tmp_path)
+    out = Shell(tmp_path).run("python examples/threshold_schedules.py --max-steps 600")
     for name in ("static 0.2", "linear 0.2->0.05", "step .05/.10/.15/.20"):
         assert f"| {name} | 2 |" in out
 
 
 def test_custom_backbone_recipe(tmp_path):
-    args = [a if a != "test_resnet" else "test_efficientnet" for a in SMALL]
-    out = run("custom_backbone.py", "--max-steps", "2", *args, "--out", tmp_path, cwd=tmp_path)
-    assert "test_efficientnet:" in out and "best val mIoU" in out
+    command = "python examples/custom_backbone.py --backbone efficientnet_b0 --max-steps 300"
+    out = Shell(tmp_path).run(command)
+    assert "efficientnet_b0:" in out and "best val mIoU" in out
+
+
+def test_doctor_demo_and_its_report(tmp_path):
+    for i, command in enumerate(GROUPS["doctor"][:3]):
+        Shell(tmp_path / str(i)).run(command)
+        assert (tmp_path / str(i) / "runs" / "doctor_demo" / "report.md").exists()
+    sh = Shell(tmp_path / "twenty")
+    assert "findings; report:" in sh.run("python examples/doctor_demo.py --max-steps 20")
+    report = sh.cwd / "runs" / "doctor_demo" / "report.md"
+    report.unlink()
+    sh.run("s4seg report runs/doctor_demo --duration-steps 20")
+    assert report.exists()
 
 
 @pytest.mark.slow
-def test_deeplabv2_folder_recipe_on_demo_data(tmp_path):
-    run(
-        "deeplabv2_folder.py", "--make-demo-data", tmp_path / "d", "--demo-size", "40", cwd=tmp_path
-    )
-    args = ["--data", tmp_path / "d", "--num-classes", "6", "--crop-size", "33",
-            "--batch-size", "2", "--workers", "0", "--out", tmp_path / "r"]  # fmt: skip
-    out = run("deeplabv2_folder.py", *args, "--max-steps", "2", cwd=tmp_path)
-    assert "best val mIoU" in out
+def test_folder_recipe_on_demo_data_as_documented(tmp_path):
+    # The documented command, at the default batch of 8 and the documented crop: the demo
+    # data's 64 training images give 8 labelled ones at --labelled 0.125.
+    sh = Shell(tmp_path)
+    assert "wrote 64 train and 8 val images" in sh.run(GROUPS["folder"][0])
+    command = GROUPS["folder"][1]
+    assert "best val mIoU" in sh.run(command)
     # A second call resumes from the last checkpoint instead of starting over.
-    again = run("deeplabv2_folder.py", *args, "--max-steps", "3", cwd=tmp_path)
-    assert "resuming from step 2" in again
+    again = subprocess.run([*sh.argv(command)[:-1], "3"], cwd=tmp_path, env=sh.env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from step 2" in again.stdout
 
 
-def test_doctor_demo_writes_a_report(tmp_path):
-    run("doctor_demo.py", "--max-steps", "2", *SMALL, "--out", tmp_path / "r", cwd=tmp_path)
-    assert (tmp_path / "r" / "report.md").exists()
+def test_folder_recipe_refuses_a_labelled_split_smaller_than_a_batch(tmp_path):
+    sh = Shell(tmp_path)
+    sh.run(GROUPS["folder"][0])
+    proc = subprocess.run(
+        [sys.executable, "examples/deeplabv2_folder.py", "--data", "demo_data", "--labelled",
+         "4", "--max-steps", "1"],
+        cwd=tmp_path, env=sh.env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "4 labelled images, fewer than one batch (--batch-size 8)" in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -98,7 +350,80 @@ def test_doctor_demo_writes_a_report(tmp_path):
     ],
 )
 def test_method_recipes(tmp_path, script, name):
-    out = run(script, "--max-steps", "2", *SMALL, "--out", tmp_path / "r", cwd=tmp_path)
+    sh = Shell(tmp_path)
+    out = sh.run(f"python examples/{script}")
     assert f"| {name} | 2 | 8 |" in out
-    config = json.loads((tmp_path / "r" / name / "config.json").read_text())
+    assert sh.run(f"python examples/{script} --max-steps 2") == out
+    folder = next((tmp_path / "runs").glob(f"*/{name}"))
+    config = json.loads((folder / "config.json").read_text())
     assert config["trainer"]["method"] == name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_torchrun_on_one_machine_and_on_two(tmp_path):
+    sh = Shell(tmp_path / "one")
+    out = sh.run("torchrun --nproc_per_node 4 examples/s4gan_synthetic.py")
+    assert "| s4gan | 2 | 16 |" in out
+    # The two-machine command, run twice on this machine with HOST = 127.0.0.1.
+    two = Shell(tmp_path / "two")
+    command = GROUPS["torchrun"][1]
+    endpoint = f"127.0.0.1:{free_port()}"
+    argv = two.argv(command, **{"HOST:29500": endpoint})
+    procs = [subprocess.Popen(argv, cwd=two.cwd, env=two.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, stderr) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, stderr[-3000:]
+    assert any("| s4gan | 2 | 16 |" in stdout for stdout, _ in outs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", GROUPS["benchmarks"])
+def test_benchmark_commands(tmp_path, command):
+    if command in NEEDS_CUDA:
+        torch = pytest.importorskip("torch")
+        if not torch.cuda.is_available():
+            pytest.skip("a CUDA preset")
+    Shell(tmp_path).run(command)  # EXTRA sends every output to tmp_path
+
+
+# ------------------------------------------------------------------ --help, at once
+@pytest.mark.parametrize(
+    "script", sorted(p.name for p in EXAMPLES.glob("*.py") if p.name != "common.py")
+)
+def test_help_shows_defaults_without_loading_torch(script):
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = [{script!r}, '--help']\n"
+        f"sys.path.insert(0, {str(EXAMPLES)!r})\n"
+        "try:\n"
+        f"    runpy.run_path({str(EXAMPLES / script)!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    assert out.strip().splitlines()[-1] == "NO-TORCH"
+    assert "(default: " in out and "--threads" in out
+
+
+def test_threads_default_follows_omp_num_threads_else_half_the_cpus(monkeypatch):
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert common.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda _: set(range(2)), raising=False)
+    assert common.default_threads() == 1
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda _: set(range(64)), raising=False)
+    assert common.default_threads() == 4

@@ -1,4 +1,7 @@
-"""Command line: ``s4seg report RUN_DIR [--out DIR]`` (also ``python -m s4seg report``)."""
+"""Command line: ``s4seg report DIR`` and ``s4seg examples [--copy DIR]`` (also ``python -m s4seg``).
+
+Neither command loads torch: the report reads the logs, and the examples are files.
+"""
 
 from __future__ import annotations
 
@@ -16,20 +19,33 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     report = sub.add_parser(
         "report",
-        help="write report.md and PNG plots for a run folder (finished or running)",
+        help="write report.md and PNG plots for a run folder, or for a folder of runs",
         description="Read RUN_DIR/metrics.jsonl (and config.json, doctor.jsonl), run the "
-        "doctor's monitors, and write report.md with plots.",
+        "doctor's monitors, and write report.md with plots. Given a folder that holds "
+        "run folders (such as runs/s4gan_synthetic), report each of them and write a "
+        "comparison of them into the folder's report.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    report.add_argument("run_dir", type=Path, help="the run folder (holds metrics.jsonl)")
-    report.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR)")
+    report.add_argument("run_dir", type=Path, help="a run folder, or a folder of run folders")
+    report.add_argument("--out", type=Path, default=None, help="output folder (None: RUN_DIR)")
     report.add_argument(
         "--duration-steps",
         type=int,
-        default=500,
-        help="steps of starvation/flooding that make a finding (default 500; scales the "
-        "other step limits)",
+        default=None,
+        help="steps of starvation/flooding that make a finding; scales the other step "
+        "limits (None: from each run's length and log interval, at most 500)",
     )
     report.add_argument("--no-plots", action="store_true", help="markdown only")
+    examples = sub.add_parser(
+        "examples",
+        help="list the example recipes, or copy them into a folder to run them",
+        description="The example recipes of the repository's examples/ folder, shipped "
+        "with the package. --copy DIR writes them, with the common.py they share, into "
+        "DIR; then run one with `python DIR/s4gan_synthetic.py`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    examples.add_argument("--copy", type=Path, metavar="DIR", help="copy the recipes into DIR")
+    examples.add_argument("--force", action="store_true", help="overwrite files in DIR")
     return p
 
 
@@ -37,18 +53,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``s4seg`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "report":
-        from s4seg.doctor.report import write_report  # keeps `s4seg --help` fast
-
-        try:
-            path = write_report(
-                args.run_dir, args.out, duration_steps=args.duration_steps, plots=not args.no_plots
-            )
-        except (FileNotFoundError, ValueError) as err:
-            print(f"s4seg report: {err}", file=sys.stderr)
-            return 2
-        print(path)
-        return 0
+        return _report(args)
+    if args.command == "examples":
+        return _examples(args)
     return 2  # unreachable: argparse requires a command
+
+
+def _report(args: argparse.Namespace) -> int:
+    from s4seg.doctor.report import write_reports  # keeps `s4seg --help` fast
+
+    try:
+        paths = write_reports(
+            args.run_dir, args.out, duration_steps=args.duration_steps, plots=not args.no_plots
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"s4seg report: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from s4seg.cli.recipes import copy_examples, example_files
+
+    try:
+        files = example_files()
+        if args.copy is None:
+            width = max(map(len, files))
+            for name, line in files.items():
+                print(f"{name:<{width}}  {line}")
+            print("\ns4seg examples --copy DIR writes them into DIR.")
+            return 0
+        copied = copy_examples(args.copy, force=args.force)
+    except (FileNotFoundError, FileExistsError) as err:
+        print(f"s4seg examples: {err}", file=sys.stderr)
+        return 2
+    print(f"copied {len(copied)} files to {args.copy}; for example:")
+    print(f"  python {args.copy / 's4gan_synthetic.py'} --max-steps 2")
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 * :class:`Doctor`: a callback that runs them live, reports each finding once and
   can stop the run or roll back to the best checkpoint.
 * :func:`write_report` (``s4seg report RUN_DIR``): a markdown report with plots,
-  for finished and running runs.
+  for finished and running runs; :func:`write_reports` for a folder of runs, each
+  reported and compared.
 
 See docs/concepts/diagnosing.md for every finding with an example and its remedy.
 """
@@ -36,6 +37,7 @@ _NAMES = {
     "load_run": "s4seg.doctor.report",
     "run_monitors": "s4seg.doctor.monitors",
     "write_report": "s4seg.doctor.report",
+    "write_reports": "s4seg.doctor.report",
 }
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "load_run",
     "run_monitors",
     "write_report",
+    "write_reports",
 ]
 
 if TYPE_CHECKING:
@@ -78,7 +81,7 @@ if TYPE_CHECKING:
         default_monitors,
         run_monitors,
     )
-    from s4seg.doctor.report import load_run, write_report
+    from s4seg.doctor.report import load_run, write_report, write_reports
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from s4seg.callbacks import Callback, run_config
 from s4seg.doctor.findings import Finding
 from s4seg.doctor.monitors import Monitor, default_monitors, run_monitors
+from s4seg.doctor.records import auto_duration_steps
 from s4seg.jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 
 if TYPE_CHECKING:
@@ -52,7 +53,10 @@ class Doctor(Callback):
         monitors: the checks; default :func:`default_monitors` with ``duration_steps``.
         run_dir: folder for ``doctor.jsonl``; on resume, its records up to the
             resumed step seed the history (findings already reported stay quiet).
-        duration_steps: scales the step-based limits of the default monitors.
+        duration_steps: scales the step-based limits of the default monitors; None
+            (the default): from the run's ``max_steps`` and ``log_interval`` when
+            training starts (:func:`s4seg.doctor.records.auto_duration_steps`: a
+            quarter of the run, at least three log windows, at most 500).
         early_stop: stop training on a ``stop_on`` finding.
         stop_on: severities and/or codes that stop the run.
         rollback: restore the best checkpoint on a ``rollback_on`` finding.
@@ -66,7 +70,7 @@ class Doctor(Callback):
         monitors: Sequence[Monitor] | None = None,
         *,
         run_dir: str | Path | None = None,
-        duration_steps: int = 500,
+        duration_steps: int | None = None,
         early_stop: bool = False,
         stop_on: Iterable[str] = ("critical",),
         rollback: bool = False,
@@ -78,7 +82,11 @@ class Doctor(Callback):
             raise ValueError(f"lr_d_factor must be > 0, got {lr_d_factor}; 0.1 slows D 10x")
         if max_rollbacks < 0:
             raise ValueError(f"max_rollbacks must be >= 0, got {max_rollbacks}")
-        self.monitors = list(monitors) if monitors is not None else default_monitors(duration_steps)
+        # Without monitors or duration_steps, on_fit_start sizes the defaults to the run.
+        self._auto_duration = monitors is None and duration_steps is None
+        self.monitors = (
+            list(monitors) if monitors is not None else default_monitors(duration_steps or 500)
+        )
         for m in self.monitors:
             if not callable(getattr(m, "check", None)):
                 raise TypeError(f"monitors must have a check(history) method, got {m!r}")
@@ -96,6 +104,8 @@ class Doctor(Callback):
         if self.history:  # a second fit() on the same trainer: keep going
             return
         self.history.append({"kind": "config", **run_config(trainer)})
+        if self._auto_duration:
+            self.monitors = default_monitors(auto_duration_steps(self.history))
         if self.path is not None:
             self._resume(self.path, trainer.step)
 

@@ -26,6 +26,9 @@ class Finding:
         first_step: step of the first log record that shows it.
         last_step: step of the last log record that shows it.
         evidence: the key numbers behind ``seen`` and ``cause`` (for tests and tools).
+        confidence: how sure the monitor is, and on what evidence: ``"high: ..."``,
+            ``"medium: ..."`` or ``"low: ..."`` (how many log windows, evaluations or
+            validation images show it); empty for a finding of an older run.
     """
 
     code: str
@@ -37,6 +40,7 @@ class Finding:
     first_step: int
     last_step: int
     evidence: dict[str, Any] = field(default_factory=dict)
+    confidence: str = ""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -69,6 +73,7 @@ class Finding:
             f"[{self.severity.upper()}] {self.code}: {self.title} ({self.steps()})",
             f"  seen:  {self.seen}",
             f"  cause: {self.cause}",
+            *([f"  how sure: {self.confidence}"] if self.confidence else []),
             "  remedies:",
             *(f"    - {r}" for r in self.remedies),
         ]
@@ -80,7 +85,8 @@ class Finding:
         return (
             f"### {self.severity.upper()} `{self.code}`: {self.title} ({self.steps()})\n\n"
             f"**Seen.** {self.seen}\n\n**Likely cause.** {self.cause}\n\n"
-            f"**Remedies.**\n\n{remedies}\n"
+            + (f"**How sure.** {self.confidence}\n\n" if self.confidence else "")
+            + f"**Remedies.**\n\n{remedies}\n"
         )
 
 

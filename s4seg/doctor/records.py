@@ -8,6 +8,7 @@ content of ``config.json``) that lets remedies quote the run's own settings.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -16,7 +17,9 @@ from typing import Any, TypeVar
 __all__ = [
     "LN2",
     "LOSSES",
+    "STUCK_IOU",
     "Record",
+    "auto_duration_steps",
     "best_eval",
     "bridge_runs",
     "config_record",
@@ -24,6 +27,7 @@ __all__ = [
     "filter_text",
     "fixed",
     "has_gate",
+    "log_interval_of",
     "median_of",
     "method_class",
     "method_parts",
@@ -36,13 +40,17 @@ __all__ = [
     "runs_where",
     "share_kept",
     "short",
+    "stuck_classes",
+    "sureness",
     "total_of",
     "train_records",
     "window_start",
+    "windows_sureness",
 ]
 
 LOSSES = ("loss_ce", "loss_fm", "loss_st", "loss_d")
 LN2 = math.log(2.0)
+STUCK_IOU = 0.05  # a class whose val IoU never exceeds this has not been learnt
 Record = dict[str, Any]
 T = TypeVar("T")
 
@@ -187,4 +195,65 @@ def share_kept(records: Sequence[Record]) -> str:
     return (
         f"{kept:,} of {total:,} images ({percent(kept, total)}) and {px:,} of {px_total:,} pixels "
         f"({percent(px, px_total)})"
+    )
+
+
+def log_interval_of(history: Sequence[Record]) -> int | None:
+    """The run's log interval: from its config, else from its train records' windows."""
+    cfg = run_config(history)
+    if isinstance(cfg.get("log_interval"), int) and cfg["log_interval"] > 0:
+        return int(cfg["log_interval"])
+    trains = train_records(history)
+    windows = [int(r["window_steps"]) for r in trains if number_at(r, "window_steps")]
+    if not windows:
+        windows = [int(b["step"]) - int(a["step"]) for a, b in itertools.pairwise(trains)]
+    windows = [w for w in windows if w > 0]
+    return int(statistics.median(windows)) if windows else None
+
+
+def auto_duration_steps(history: Sequence[Record], *, cap: int = 500) -> int:
+    """The doctor's ``duration_steps`` for this run, from its own length and log interval.
+
+    A quarter of the run (its ``max_steps``, else its last logged step), at most ``cap``
+    (500: the field report's 20k-step run), and at least three log windows, so that
+    one noisy window is never a finding: 500 for a 20k-step run, 375 for the 1500-step
+    main job, 75 for 300 steps logged every 25.
+    """
+    cfg = run_config(history)
+    length = cfg.get("max_steps")
+    if not isinstance(length, int) or length < 1:
+        length = max((int(r["step"]) for r in history if number_at(r, "step")), default=0)
+    log = log_interval_of(history) or 1
+    return max(1, 3 * log, min(cap, length // 4))
+
+
+def sureness(level: str, why: str) -> str:
+    """How sure a finding is: ``"high"``, ``"medium"`` or ``"low"``, and on what evidence."""
+    if level not in ("high", "medium", "low"):
+        raise ValueError(f"level must be 'high', 'medium' or 'low', got {level!r}")
+    return f"{level}: {why}"
+
+
+def stuck_classes(history: Sequence[Record], limit: float = STUCK_IOU) -> dict[int, float]:
+    """Classes whose val IoU stayed at or below ``limit`` at every evaluation: class -> best IoU.
+
+    A class absent from every evaluation (IoU NaN: in neither the ground truth nor the
+    prediction) is not stuck, only unseen.
+    """
+    best: dict[int, float] = {}
+    for e in eval_records(history):
+        iou = e.get("iou")
+        if not isinstance(iou, list):
+            continue
+        for c, v in enumerate(iou):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                best[c] = max(best.get(c, -math.inf), float(v))
+    return {c: v for c, v in sorted(best.items()) if v <= limit}
+
+
+def windows_sureness(windows: int, steps: int, limit: int) -> str:
+    """:func:`sureness` of a condition seen in ``windows`` log windows in a row over ``steps``."""
+    level = "high" if windows >= 5 else "medium" if windows >= 3 else "low"
+    return sureness(
+        level, f"{windows} log windows in a row over {steps} steps (the limit: {limit} steps)"
     )

@@ -1,15 +1,20 @@
-"""``s4seg report RUN_DIR``: a markdown report and plots of a finished or running run.
+"""``s4seg report DIR``: a markdown report and plots of a run, or of a folder of runs.
 
-Reads ``metrics.jsonl`` (a last line cut short by a running or crashed run is
-skipped), ``config.json`` and ``doctor.jsonl`` when present, runs the monitors,
-and writes ``report.md`` with ``losses.png``, ``miou.png``, ``st_kept.png`` and
-``d_scores.png`` next to it.
+For one run folder it reads ``metrics.jsonl`` (a last line cut short by a running or
+crashed run is skipped), ``config.json`` and ``doctor.jsonl`` when present, runs the
+monitors, and writes ``report.md`` with ``losses.png``, ``miou.png``, ``st_kept.png``
+and ``d_scores.png`` next to it. Given a folder that holds run folders (the main job's
+``runs/s4gan_synthetic`` holds ``supervised/`` and ``s4gan/``), it reports each run in
+its own folder and writes a comparison of them into the folder's ``report.md``, with
+their validation curves on one plot (``val_miou.png``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +22,36 @@ from typing import Any
 
 from s4seg.doctor.findings import Finding
 from s4seg.doctor.monitors import Monitor, default_monitors, run_monitors
-from s4seg.doctor.records import LN2, LOSSES, eval_records, train_records
+from s4seg.doctor.records import (
+    LN2,
+    LOSSES,
+    STUCK_IOU,
+    auto_duration_steps,
+    eval_records,
+    has_gate,
+    method_parts,
+    number_at,
+    numbers_of,
+    share_kept,
+    stuck_classes,
+    train_records,
+)
 from s4seg.jsonl import read_jsonl
 
-__all__ = ["RunLog", "load_run", "render_report", "write_plots", "write_report"]
+__all__ = [
+    "RunLog",
+    "find_runs",
+    "load_run",
+    "render_comparison",
+    "render_report",
+    "write_comparison_plot",
+    "write_plots",
+    "write_report",
+    "write_reports",
+]
 
 PLOTS = ("losses.png", "miou.png", "st_kept.png", "d_scores.png")
+AUC_KEYS = ("d_auc_accuracy", "d_auc_object_accuracy", "d_auc_entropy", "d_auc_real_fake")
 
 
 @dataclass
@@ -57,7 +86,7 @@ def load_run(run_dir: str | Path) -> RunLog:
     if not metrics.is_file():
         raise FileNotFoundError(
             f"no metrics.jsonl in {run_dir}: pass the run folder given to default_callbacks "
-            f"(or JSONLLogger)"
+            f"(or JSONLLogger), or a folder that holds such run folders"
         )
     bad: list[int] = []
     records = read_jsonl(metrics, skipped=bad)
@@ -76,32 +105,111 @@ def load_run(run_dir: str | Path) -> RunLog:
     return run
 
 
+def find_runs(folder: str | Path) -> list[Path]:
+    """The run folders (those that hold ``metrics.jsonl``) in ``folder`` or below it, sorted.
+
+    ``folder`` itself when it is a run folder.
+    """
+    folder = Path(folder)
+    if (folder / "metrics.jsonl").is_file():
+        return [folder]
+    return sorted(p.parent for p in folder.rglob("metrics.jsonl") if p.is_file())
+
+
 def write_report(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
     *,
     monitors: Sequence[Monitor] | None = None,
-    duration_steps: int = 500,
+    duration_steps: int | None = None,
     plots: bool = True,
 ) -> Path:
     """Write ``report.md`` (and the PNG plots) for a run; returns the report's path.
 
+    Given a folder of runs instead, writes :func:`write_reports` and returns the path
+    of the comparison.
+
     Args:
-        run_dir: the run folder.
+        run_dir: the run folder (or a folder of run folders).
         out_dir: where to write (default: ``run_dir``).
         monitors: the checks (default :func:`s4seg.doctor.default_monitors`).
-        duration_steps: scales the default monitors' step limits (see there).
+        duration_steps: scales the default monitors' step limits (see there); None:
+            from the run's own length and log interval
+            (:func:`s4seg.doctor.records.auto_duration_steps`).
         plots: also write the PNG plots (needs matplotlib).
     """
-    run = load_run(run_dir)
+    if not (Path(run_dir) / "metrics.jsonl").is_file() and find_runs(run_dir):
+        return write_reports(
+            run_dir, out_dir, monitors=monitors, duration_steps=duration_steps, plots=plots
+        )[-1]
+    path, _, _ = _write_one(load_run(run_dir), out_dir, monitors, duration_steps, plots)
+    return path
+
+
+def write_reports(
+    folder: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    monitors: Sequence[Monitor] | None = None,
+    duration_steps: int | None = None,
+    plots: bool = True,
+) -> list[Path]:
+    """Report a run, or every run below a folder and a comparison of them; returns the paths.
+
+    For a run folder, ``[report.md]``. For a folder of runs, each run's ``report.md``
+    (in the run's folder, or under ``out_dir`` at the same relative path), then the
+    comparison: ``folder/report.md`` (or ``out_dir/report.md``) with ``val_miou.png``.
+
+    Raises:
+        FileNotFoundError: neither ``folder`` nor any folder below it holds metrics.jsonl.
+    """
+    folder = Path(folder)
+    runs = find_runs(folder)
+    if not runs:
+        raise FileNotFoundError(
+            f"no metrics.jsonl in {folder} nor in any folder below it: pass a run folder "
+            f"(the one given to default_callbacks) or a folder of them"
+        )
+    if runs == [folder]:
+        path, _, _ = _write_one(load_run(folder), out_dir, monitors, duration_steps, plots)
+        return [path]
+    base = Path(out_dir) if out_dir is not None else folder
+    paths, reported = [], []
+    for run_dir in runs:
+        rel = run_dir.relative_to(folder)
+        path, run, findings = _write_one(
+            load_run(run_dir), base / rel, monitors, duration_steps, plots
+        )
+        paths.append(path)
+        reported.append((run, findings, rel.as_posix()))
+    base.mkdir(parents=True, exist_ok=True)
+    names = (
+        [write_comparison_plot([r for r, _, _ in reported], base, [n for _, _, n in reported])]
+        if plots
+        else []
+    )
+    comparison = base / "report.md"
+    comparison.write_text(render_comparison(folder, reported, [n for n in names if n]))
+    return [*paths, comparison]
+
+
+def _write_one(
+    run: RunLog,
+    out_dir: str | Path | None,
+    monitors: Sequence[Monitor] | None,
+    duration_steps: int | None,
+    plots: bool,
+) -> tuple[Path, RunLog, list[Finding]]:
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
-    monitors = list(monitors) if monitors is not None else default_monitors(duration_steps)
-    findings = merge_findings(run_monitors(run.history, monitors), run.doctor)
+    if monitors is None:
+        steps = duration_steps if duration_steps is not None else auto_duration_steps(run.history)
+        monitors = default_monitors(steps)
+    findings = merge_findings(run_monitors(run.history, list(monitors)), run.doctor)
     names = write_plots(run, out) if plots else []
     path = out / "report.md"
     path.write_text(render_report(run, findings, names))
-    return path
+    return path, run, findings
 
 
 def merge_findings(offline: list[Finding], doctor: list[dict[str, Any]]) -> list[Finding]:
@@ -124,15 +232,34 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _sample(
-    records: list[dict[str, Any]], key_steps: set[int], n: int = 12
-) -> list[dict[str, Any]]:
-    """``n`` records evenly spread (first and last included) plus those at ``key_steps``."""
+def _nice(x: float) -> int:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= x (an integer >= 1)."""
+    if x <= 1:
+        return 1
+    power = 10 ** math.floor(math.log10(x))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * power >= x:
+            return max(1, math.ceil(m * power))
+    return math.ceil(10 * power)  # unreachable
+
+
+def _sample(records: list[dict[str, Any]], n: int = 12) -> list[dict[str, Any]]:
+    """About ``n`` records at regular steps (a round multiple of the log interval).
+
+    The first and the last record are kept as well, so the table spans the run.
+    """
     if len(records) <= n:
         return records
-    idx = {round(i * (len(records) - 1) / (n - 1)) for i in range(n)}
-    idx |= {i for i, r in enumerate(records) if r["step"] in key_steps}
-    return [records[i] for i in sorted(idx)]
+    steps = [int(r["step"]) for r in records]
+    gaps = [b - a for a, b in itertools.pairwise(steps) if b > a]
+    log = int(statistics.median(gaps)) if gaps else 1
+    stride = _nice((steps[-1] - steps[0]) / (n - 1))
+    stride = max(log, math.ceil(stride / log) * log)
+    keep = [i for i, s in enumerate(steps) if s % stride == 0]
+    if len(keep) < n // 2:  # steps off the grid (a resumed run): spread by index instead
+        keep = [round(i * (len(records) - 1) / (n - 1)) for i in range(n)]
+    idx = sorted({0, *keep, len(records) - 1})
+    return [records[i] for i in idx]
 
 
 def _table(header: Sequence[str], rows: list[list[str]]) -> str:
@@ -154,15 +281,55 @@ def _trend(trains: list[dict[str, Any]], key: str) -> str | None:
     )
 
 
+def _method_line(config: dict[str, Any] | None) -> str | None:
+    """The method and the settings a reader checks first, from config.json."""
+    if not config:
+        return None
+    cfg = config.get("trainer") or {}
+    method = config.get("method")
+    if isinstance(method, dict):
+        settings = method.get("settings") or {}
+        name = f"{method.get('name')} (`{method.get('class')}`)"
+    else:  # a run folder of s4seg before the method seam: everything was in "trainer"
+        settings, name = cfg, str(cfg.get("method"))
+    parts = [f"- Method {name}; lr_g {cfg.get('lr_g')}"]
+    for key in ("lr_d", "d_update_interval", "label_smoothing", "lambda_st", "start_step"):
+        if settings.get(key) is not None:
+            parts.append(f"{key} {settings[key]}")
+    parts.append(
+        f"log every {cfg.get('log_interval')} steps, eval every {cfg.get('eval_interval')}."
+    )
+    return ", ".join(parts)
+
+
+def _filter_line(history: list[dict[str, Any]]) -> str | None:
+    parts = method_parts(history)
+    name = parts.get("pseudo_filter")
+    if not name or str(name) == "None":
+        return None
+    what = parts.get("pseudo_filter_thresholds")
+    return f"- Pseudo-label filter `{name}`" + (f": {what}." if what else ".")
+
+
+def _stuck_line(history: list[dict[str, Any]]) -> str | None:
+    stuck = stuck_classes(history)
+    if not stuck:
+        return None
+    n = len(eval_records(history))
+    which = ", ".join(f"class {c} (best {v:.3f})" for c, v in stuck.items())
+    return (
+        f"- **Classes not learnt**: {which}: val IoU at most {STUCK_IOU} at every one of "
+        f"{n} evaluation(s). The mIoU averages them in; see [Per-class IoU](#per-class-iou)."
+    )
+
+
 def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = ()) -> str:
     """The markdown text of the report."""
+    history = run.history
     trains, evals = train_records(run.records), eval_records(run.records)
     cfg = (run.config or {}).get("trainer", {})
-    parts = (run.config or {}).get("parts", {})
     last = max([r["step"] for r in run.records if "step" in r], default=0)
     max_steps = cfg.get("max_steps")
-    # Table rows at every evaluation and where each finding starts, besides an even spread.
-    key_steps = {e["step"] for e in evals} | {f.first_step for f in findings}
     out = [f"# Training report: `{run.run_dir.name}`", ""]
     if max_steps and last >= max_steps:
         status = f"finished: step {last} of {max_steps}"
@@ -171,18 +338,7 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
     else:
         status = f"last logged step {last} (no config.json: length unknown)"
     out.append(f"- Run folder: `{run.run_dir}`; {status}.")
-    if cfg:
-        out.append(
-            f"- Method {cfg.get('method')}; lr_g {cfg.get('lr_g')}, lr_d {cfg.get('lr_d')}, "
-            f"d_update_interval {cfg.get('d_update_interval')}, label_smoothing "
-            f"{cfg.get('label_smoothing')}, log every {cfg.get('log_interval')} steps, eval every "
-            f"{cfg.get('eval_interval')}."
-        )
-    if parts.get("pseudo_filter"):
-        out.append(
-            f"- Pseudo-label filter `{parts['pseudo_filter']}`: "
-            f"{parts.get('pseudo_filter_thresholds') or ''}"
-        )
+    out += [line for line in (_method_line(run.config), _filter_line(history)) if line]
     if run.skipped:
         out.append(
             f"- Lines that could not be read (skipped; a running run may be writing the last "
@@ -201,6 +357,9 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
     ]
     if not run.records:
         out.append("No log records yet.")
+    stuck = _stuck_line(history)
+    if stuck:
+        out.append(stuck)
     if evals:
         best = max(evals, key=lambda e: e["miou"])
         out.append(
@@ -212,7 +371,11 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
         f"- Findings: {counts['critical']} critical, {counts['warning']} warning, "
         f"{counts['info']} info."
     )
-    out += [f"  - {f.severity}: {f.title} ({f.steps()})" for f in findings]
+    out += [
+        f"  - {f.severity}: {f.title} ({f.steps()})"
+        + (f"; how sure: {f.confidence.split(':')[0]}" if f.confidence else "")
+        for f in findings
+    ]
 
     out += ["", "## Validation mIoU", ""]
     if evals:
@@ -241,6 +404,9 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
     else:
         out.append("No evaluation yet.")
 
+    out += ["", "## Per-class IoU", ""]
+    out += _per_class_section(evals)
+
     out += ["", "## Losses", ""]
     trends = [t for t in (_trend(trains, k) for k in LOSSES) if t]
     out += trends or ["No train records yet."]
@@ -250,10 +416,7 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
             "",
             _table(
                 ["step", *keys],
-                [
-                    [str(r["step"]), *[_fmt(r.get(k)) for k in keys]]
-                    for r in _sample(trains, key_steps)
-                ],
+                [[str(r["step"]), *[_fmt(r.get(k)) for k in keys]] for r in _sample(trains)],
             ),
         ]
 
@@ -262,7 +425,7 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
     measured = any("st_pixels_correct" in r for r in st)
     if st:
         rows = []
-        for r in _sample(st, key_steps):
+        for r in _sample(st):
             rows.append(
                 [
                     str(r["step"]),
@@ -333,12 +496,15 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
                         _fmt(r.get("d_fake_p50")),
                         _fmt(r.get("d_fake_p90")),
                     ]
-                    for r in _sample(dd, key_steps)
+                    for r in _sample(dd)
                 ],
             ),
         ]
     else:
         out.append("No discriminator in this run.")
+    auc = _auc_section(history, evals, trains)
+    if auc:
+        out += ["", "## Does the discriminator's score track correctness?", "", *auc]
 
     out += ["", "## Findings", ""]
     if findings:
@@ -357,11 +523,256 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
     return "\n".join(out).rstrip() + "\n"
 
 
+def _iou_at(e: dict[str, Any], c: int) -> float | None:
+    iou = e.get("iou")
+    if not isinstance(iou, list) or c >= len(iou):
+        return None
+    v = iou[c]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _iou_cell(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _per_class_section(evals: list[dict[str, Any]]) -> list[str]:
+    with_iou = [e for e in evals if isinstance(e.get("iou"), list) and e["iou"]]
+    if not with_iou:
+        return ["No per-class IoU logged yet."]
+    first, last = with_iou[0], with_iou[-1]
+    best = max(with_iou, key=lambda e: e["miou"])
+    stuck = stuck_classes(with_iou)
+    classes = max(len(e["iou"]) for e in with_iou)
+    columns = [(f"step {first['step']}", first)]
+    if best is not first and best is not last:
+        columns.append((f"step {best['step']} (best mIoU)", best))
+    if last is not first:
+        columns.append((f"step {last['step']} (last)", last))
+    rows = []
+    for c in range(classes):
+        values = [v for v in (_iou_at(e, c) for e in with_iou) if v is not None]
+        rows.append(
+            [
+                str(c),
+                *[_iou_cell(_iou_at(e, c)) for _, e in columns],
+                _iou_cell(max(values) if values else None),
+                "**not learnt**" if c in stuck else "",
+            ]
+        )
+    return [
+        f"Validation IoU of each class (class 0 is the background of the built-in data). A "
+        f"class at or below {STUCK_IOU} at every evaluation has not been learnt; n/a: in "
+        f"neither the ground truth nor the prediction.",
+        "",
+        _table(["class", *[name for name, _ in columns], "best over the run", ""], rows),
+    ]
+
+
+def _auc_section(
+    history: list[dict[str, Any]], evals: list[dict[str, Any]], trains: list[dict[str, Any]]
+) -> list[str]:
+    recs = [e for e in evals if any(k in e for k in AUC_KEYS)]
+    if not recs:
+        return []
+    out = [
+        "At each evaluation the discriminator scores the validation predictions "
+        "(`discriminator_diagnostics`). Each AUC ranks the images by D(fake): "
+        "`d_auc_accuracy` against the more accurate half (0.5: the score says nothing about "
+        "correctness; below 0.5: it prefers the wrong ones), `d_auc_object_accuracy` the "
+        "same on object pixels, `d_auc_entropy` against the sharper half (high: D judges "
+        "softness), `d_auc_real_fake` ground truth against predictions. Over few images an "
+        "AUC moves in coarse steps.",
+        "",
+        _table(
+            ["step", *[f"`{k}`" for k in AUC_KEYS], "D(real) mean", "D(fake) mean", "images"],
+            [
+                [
+                    str(e["step"]),
+                    *[_fmt(number_at(e, k), 2) for k in AUC_KEYS],
+                    _fmt(number_at(e, "diag_d_real_mean")),
+                    _fmt(number_at(e, "diag_d_fake_mean")),
+                    _fmt(int(v) if (v := number_at(e, "diag_images")) is not None else None),
+                ]
+                for e in recs
+            ],
+        ),
+    ]
+    acc = numbers_of(recs, "d_auc_accuracy")
+    if acc and max(acc) < 0.5:
+        line = (
+            f"`d_auc_accuracy` is below chance at every evaluation ({min(acc):.2f} to "
+            f"{max(acc):.2f}): D(fake) ranks the less accurate predictions higher."
+        )
+        images = numbers_of(recs, "diag_images")
+        if images and min(images) < 32:
+            line += (
+                f" Over {int(min(images))} validation images an AUC is coarse: weak evidence "
+                f"on its own."
+            )
+        if has_gate(trains):
+            line += (
+                f" The image gate chooses by that score: it kept {share_kept(trains)} over the run."
+            )
+        out += ["", line]
+    return out
+
+
 def _prev_step(prev: dict[str, Any] | None) -> float:
     return -math.inf if prev is None else prev["step"]
 
 
+def render_comparison(
+    folder: str | Path, runs: Sequence[tuple[RunLog, list[Finding], str]], plots: Sequence[str] = ()
+) -> str:
+    """The markdown text of the comparison of ``runs``: (log, findings, name) each."""
+    out = [f"# Comparison of runs: `{Path(folder).name}`", ""]
+    names = [name for _, _, name in runs]
+    out.append(f"- {len(runs)} runs in `{folder}`: {', '.join(f'`{n}`' for n in names)}.")
+    stuck = [stuck_classes(run.history) for run, _, _ in runs]
+    everywhere = sorted(set.intersection(*(set(s) for s in stuck))) if stuck else []
+    if everywhere:
+        which = "; ".join(
+            f"class {c} (best {', '.join(f'{s[c]:.3f}' for s in stuck)})" for c in everywhere
+        )
+        out.append(
+            f"- **Classes not learnt in any run** (val IoU at most {STUCK_IOU} at every "
+            f"evaluation of every run): {which}. Every run's mIoU averages them in."
+        )
+    out += ["", "## Validation mIoU", ""]
+    rows = []
+    for run, findings, name in runs:
+        evals = eval_records(run.records)
+        method = (run.config or {}).get("method")
+        label = method.get("name") if isinstance(method, dict) else method
+        steps = max([r["step"] for r in run.records if "step" in r], default=0)
+        counts = [sum(f.severity == s for f in findings) for s in ("critical", "warning", "info")]
+        if evals:
+            best = max(evals, key=lambda e: e["miou"])
+            cells = [
+                f"{best['miou']:.4f} ({best['step']})",
+                f"{evals[-1]['miou']:.4f} ({evals[-1]['step']})",
+                f"{evals[-1]['miou'] - best['miou']:+.4f}",
+            ]
+        else:
+            cells = ["", "", ""]
+        rows.append(
+            [
+                f"[`{name}`]({name}/report.md)",
+                str(label or ""),
+                str(steps),
+                *cells,
+                f"{counts[0]} / {counts[1]} / {counts[2]}",
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "run",
+                "method",
+                "last step",
+                "best val mIoU (step)",
+                "final val mIoU (step)",
+                "final - best",
+                "findings (critical / warning / info)",
+            ],
+            rows,
+        )
+    )
+    lasts = [_last_iou(run) for run, _, _ in runs]
+    classes = max((len(v) for v in lasts if v), default=0)
+    if classes:
+        out += [
+            "",
+            "## Per-class IoU at the last evaluation",
+            "",
+            _table(
+                ["class", *[f"`{n}`" for n in names]],
+                [
+                    [str(c) + (" (not learnt anywhere)" if c in everywhere else "")]
+                    + [
+                        _iou_cell(v[c] if v and c < len(v) and math.isfinite(v[c]) else None)
+                        for v in lasts
+                    ]
+                    for c in range(classes)
+                ],
+            ),
+        ]
+    auc_rows = []
+    for run, _, name in runs:
+        acc = numbers_of(eval_records(run.records), "d_auc_accuracy")
+        ent = numbers_of(eval_records(run.records), "d_auc_entropy")
+        if acc or ent:
+            auc_rows.append([f"`{name}`", _span(acc), _span(ent)])
+    if auc_rows:
+        out += [
+            "",
+            "## Does the discriminator's score track correctness?",
+            "",
+            "Over each run's evaluations, first to last (0.5: no relation; see each run's "
+            "report for the numbers per evaluation).",
+            "",
+            _table(["run", "`d_auc_accuracy`", "`d_auc_entropy`"], auc_rows),
+        ]
+    out += ["", "## Findings", ""]
+    for _run, findings, name in runs:
+        if findings:
+            out.append(f"- `{name}`:")
+            out += [f"  - {f.severity}: `{f.code}`: {f.title} ({f.steps()})" for f in findings]
+        else:
+            out.append(f"- `{name}`: no finding.")
+    if plots:
+        out += ["", "## Plots", ""]
+        out += [f"![{Path(p).stem}]({p})" for p in plots]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _last_iou(run: RunLog) -> list[float] | None:
+    evals = [e for e in eval_records(run.records) if isinstance(e.get("iou"), list)]
+    if not evals:
+        return None
+    return [float(v) if isinstance(v, (int, float)) else math.nan for v in evals[-1]["iou"]]
+
+
+def _span(values: list[float]) -> str:
+    if not values:
+        return ""
+    return f"{values[0]:.2f} -> {values[-1]:.2f} (min {min(values):.2f}, max {max(values):.2f})"
+
+
 # ---------------------------------------------------------------------- plots
+def write_comparison_plot(
+    runs: Sequence[RunLog], out: str | Path, names: Sequence[str] | None = None
+) -> str | None:
+    """``val_miou.png``: every run's validation mIoU on one plot; its name, or None.
+
+    Args:
+        runs: the runs.
+        out: the folder to write to.
+        names: the legend's name of each run (default: its folder's name).
+    """
+    labels = list(names) if names is not None else [run.run_dir.name for run in runs]
+    curves = [(label, eval_records(run.records)) for label, run in zip(labels, runs, strict=True)]
+    curves = [(name, evals) for name, evals in curves if evals]
+    if not curves:
+        return None
+    from matplotlib.figure import Figure  # imported only when plotting; no pyplot state
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for i, (name, evals) in enumerate(curves):
+        color = f"C{i % 10}"
+        ax.plot([e["step"] for e in evals], [e["miou"] for e in evals], "o-", c=color, label=name)
+        best = max(evals, key=lambda e: e["miou"])
+        ax.plot([best["step"]], [best["miou"]], "*", ms=13, c=color)
+    ax.set(xlabel="step", ylabel="val mIoU", title="validation mIoU (star: each run's best)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(Path(out) / "val_miou.png", dpi=100)
+    return "val_miou.png"
+
+
 def write_plots(run: RunLog, out: str | Path) -> list[str]:
     """Write the PNG plots that have data; returns their file names."""
     from matplotlib.figure import Figure  # imported only when plotting; no pyplot state
@@ -408,19 +819,30 @@ def write_plots(run: RunLog, out: str | Path) -> list[str]:
 
     st = [r for r in trains if "st_images_kept" in r]
     if st:
-        fig = Figure(figsize=(6, 5))
+        fig = Figure(figsize=(7.5, 5))
         top, bottom = fig.subplots(2, 1, sharex=True)
         steps = [r["step"] for r in st]
-        top.plot(steps, [r["st_images_kept"] for r in st], ".-", label="images kept")
-        top.plot(steps, [r["st_images_total"] for r in st], c="grey", ls="--", label="images seen")
+        # Under a plain gate every image past it is kept, so the two lines coincide: the
+        # past-gate line is drawn wide and pale beneath the kept one, so both stay visible.
         if any("gate_images_passed" in r for r in st):
             top.plot(
-                steps, [r.get("gate_images_passed", math.nan) for r in st], lw=1, label="past gate"
+                steps,
+                [r.get("gate_images_passed", math.nan) for r in st],
+                c="C1",
+                lw=5,
+                alpha=0.35,
+                label="images past the gate",
             )
-        top.set(ylabel="images (count per window)", title="self-training: images and pixels kept")
-        top.legend(fontsize=8)
-        bottom.plot(steps, [100 * r["st_pixels_frac"] for r in st], ".-", c="C2")
+        top.plot(steps, [r["st_images_kept"] for r in st], "o-", c="C0", ms=3, lw=1.2,
+                 label="images kept (>= 1 pixel)")  # fmt: skip
+        top.plot(steps, [r["st_images_total"] for r in st], c="grey", ls="--", lw=1,
+                 label="images seen")  # fmt: skip
+        top.set(ylabel="images per log window", title="self-training: images and pixels kept")
+        top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        bottom.plot(steps, [100 * r["st_pixels_frac"] for r in st], ".-", c="C2",
+                    label="pixels kept")  # fmt: skip
         bottom.set(xlabel="step", ylabel="pixels kept (% of window)", ylim=(-2, 102))
+        bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         save(fig, "st_kept.png")
 
     dd = [r for r in trains if "d_fake_p50" in r]

@@ -197,3 +197,13 @@ def test_monitor_limits_are_configurable():
     replay(doctor, fake_trainer(), field_report())
     # 0.1802 -> 0.1151 is a drop of 0.065 < 0.1: only the starvation is reported.
     assert [f.code for f in doctor.findings] == ["st_starved"]
+
+
+def test_default_durations_are_sized_to_the_run_when_it_starts():
+    doctor = Doctor()
+    doctor.on_fit_start(fake_trainer(max_steps=300, log_interval=25))
+    starved = next(m for m in doctor.monitors if isinstance(m, SelfTrainingStarved))
+    assert starved.steps == 75  # a quarter of 300 steps, at least 3 log windows
+    fixed = Doctor(duration_steps=200)
+    fixed.on_fit_start(fake_trainer(max_steps=300, log_interval=25))
+    assert next(m for m in fixed.monitors if isinstance(m, SelfTrainingStarved)).steps == 200

@@ -43,3 +43,12 @@ def test_text_and_markdown_put_the_setting_first():
 def test_severity_is_checked():
     with pytest.raises(ValueError, match="severity must be one of"):
         finding(severity="fatal")
+
+
+def test_how_sure_is_said_and_old_findings_still_load():
+    f = finding(confidence="medium: 3 log windows in a row over 300 steps")
+    assert "  how sure: medium: 3 log windows" in f.format()
+    assert "**How sure.** medium: 3 log windows" in f.markdown()
+    old = {k: v for k, v in f.to_dict().items() if k != "confidence"}  # a 0.2.0 doctor.jsonl
+    assert Finding.from_dict(old).confidence == ""
+    assert "How sure" not in Finding.from_dict(old).markdown()

@@ -294,3 +294,18 @@ def test_collapse_is_silent_while_val_rises_and_for_a_starved_gate():
     assert SelfTrainingCollapse().check(healthy()) == []
     # The field report starves (nothing kept at the end): that is st_starved, not this.
     assert SelfTrainingCollapse().check(field_report(with_d_scores=True)) == []
+
+
+def test_auto_duration_steps_scales_with_the_run():
+    from s4seg.doctor.records import auto_duration_steps
+
+    def cfg(max_steps, log):
+        return [config_record(max_steps=max_steps, log_interval=log)]
+
+    assert auto_duration_steps(cfg(20_000, 50)) == 500  # the field report's scale
+    assert auto_duration_steps(cfg(1500, 25)) == 375  # the main job
+    assert auto_duration_steps(cfg(300, 25)) == 75
+    assert auto_duration_steps(cfg(5, 1)) == 3  # at least three log windows
+    # Without a config: the last logged step and the records' windows.
+    assert auto_duration_steps(healthy()[1:]) == 500
+    assert auto_duration_steps(healthy(steps=400, log=20)[1:]) == 100

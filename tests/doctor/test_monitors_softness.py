@@ -116,3 +116,29 @@ def test_is_a_default_monitor():
     assert any(isinstance(m, DiscriminatorJudgesSoftness) for m in default_monitors())
     history = with_aucs(healthy(), 2000, 2000, **SOFT)
     assert [f.code for f in run_monitors(history, default_monitors())] == ["d_judges_softness"]
+
+
+def test_a_five_step_run_with_eight_images_is_no_evidence():
+    # Issue 19's false alarm: D(real) = D(fake) = 0.50 over 8 validation images at step 5
+    # fired as a warning. D had separated nothing, so it cannot be judging softness.
+    short = [config_record(max_steps=5, log_interval=1, eval_interval=5)]
+    short.append({"kind": "eval", "step": 5, "miou": 0.15, "iou": [0.9, 0, 0, 0, 0, 0],
+                  **SOFT, "diag_images": 8, "diag_d_real_mean": 0.50,
+                  "diag_d_fake_mean": 0.50})  # fmt: skip
+    assert check(short) == []
+    late = patch(short, 0, 5, kind="eval", step=500)  # enough steps, still 8 images
+    assert check(late) == []
+    enough = patch(late, 0, 500, kind="eval", diag_images=64)  # D(real) = D(fake) still
+    assert check(enough) == []
+    assert len(check(patch(enough, 0, 500, kind="eval", diag_d_real_mean=0.9))) == 1
+
+
+def test_one_evaluation_is_an_info_with_low_confidence_two_a_warning():
+    history = with_aucs(healthy(), 2000, 2000, **SOFT, **EXTRA)
+    (f,) = check(history)
+    assert f.severity == "info" and f.confidence.startswith("low: 1 evaluation(s) in a row")
+    assert "at least 64 validation images each" in f.confidence
+    (g,) = check(with_aucs(healthy(), 1500, 2000, **SOFT, **EXTRA))
+    assert g.severity == "warning" and g.confidence.startswith("medium: 2 evaluation(s)")
+    (h,) = check(with_aucs(healthy(), 500, 2000, **SOFT, **dict(EXTRA, diag_images=200)))
+    assert h.confidence.startswith("high: 4 evaluation(s)")

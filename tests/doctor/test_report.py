@@ -150,3 +150,99 @@ def test_report_shows_how_many_kept_pseudo_labels_were_right(tmp_path):
     assert "75.0% of the kept pixels had the right label, and 50.0% of the kept object" in text
     plain = write_report(write_run(tmp_path / "plain", healthy()), plots=False).read_text()
     assert "kept pixels right" not in plain  # no true masks, no column
+
+
+# --- issue 19: the report, read by a person ----------------------------------------------
+
+
+def main_job_folder(root: Path) -> Path:
+    """A folder of two runs as the README's main job writes it: supervised/ and s4gan/.
+
+    Class 3 stays below 0.05 IoU in both runs; s4gan also logs the d_auc_* numbers.
+    """
+    from log_streams import patch
+
+    stuck = lambda r: [r["miou"], 0.6, 0.5, 0.004, 0.3, 0.2]  # noqa: E731
+    sup = patch(healthy(), 0, 10**9, kind="eval", iou=stuck)
+    s4gan = patch(sup, 0, 10**9, kind="eval", iou=stuck, miou=lambda r: r["miou"] + 0.01,
+                  d_auc_accuracy=0.42, d_auc_entropy=0.35, d_auc_real_fake=0.9,
+                  diag_images=200, diag_d_real_mean=0.7, diag_d_fake_mean=0.4)  # fmt: skip
+    write_run(root / "supervised", sup)
+    write_run(root / "s4gan", s4gan)
+    return root
+
+
+def test_a_folder_of_runs_reports_each_and_compares_them(tmp_path, capsys):
+    folder = main_job_folder(tmp_path / "s4gan_synthetic")
+    assert main(["report", str(folder)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(folder / "s4gan" / "report.md"),
+                       str(folder / "supervised" / "report.md"), str(folder / "report.md")]  # fmt: skip
+    text = (folder / "report.md").read_text()
+    lines = text.splitlines()
+    # The class stuck near 0 in every run comes first, before the mIoU table.
+    flagged = next(i for i, line in enumerate(lines) if "Classes not learnt in any run" in line)
+    assert "class 3 (best 0.004, 0.004)" in lines[flagged]
+    assert flagged < lines.index("## Validation mIoU")
+    # Best and final mIoU side by side, with a link to each run's own report.
+    assert "| [`s4gan`](s4gan/report.md) | s4gan | 2000 | 0.4600 (2000) | 0.4600 (2000) |" in text
+    assert "| [`supervised`](supervised/report.md) | s4gan | 2000 | 0.4500 (2000) |" in text
+    assert "| 3 (not learnt anywhere) | 0.004 | 0.004 |" in text
+    assert "| `s4gan` | 0.42 -> 0.42 (min 0.42, max 0.42)" in text
+    assert (folder / "val_miou.png").read_bytes().startswith(PNG)
+    assert "![val_miou](val_miou.png)" in text
+    assert (folder / "s4gan" / "miou.png").exists()
+
+
+def test_a_folder_without_runs_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "nor in any folder below it" in capsys.readouterr().err
+
+
+def test_per_class_iou_and_the_discriminator_aucs_are_shown(tmp_path):
+    folder = main_job_folder(tmp_path)
+    text = (write_report(folder / "s4gan", plots=False)).read_text()
+    summary = text.split("## Summary")[1].split("##")[0]
+    assert summary.strip().startswith("- **Classes not learnt**: class 3 (best 0.004)")
+    assert "| class | step 500 | step 2000 (last) | best over the run |  |" in text
+    assert "| 3 | 0.004 | 0.004 | 0.004 | **not learnt** |" in text
+    assert "## Does the discriminator's score track correctness?" in text
+    assert "| 500 | 0.42 |  | 0.35 | 0.90 | 0.700 | 0.400 | 200 |" in text
+    assert "below chance at every evaluation (0.42 to 0.42)" in text
+    assert "The image gate chooses by that score: it kept" in text
+
+
+def test_a_supervised_report_has_no_filter_line_and_names_the_method(tmp_path):
+    from log_streams import config_record
+
+    history = healthy()
+    history[0] = {**config_record(), "method": {"name": "supervised", "class": "Supervised",
+                                                "settings": {}, "parts": {}}}  # fmt: skip
+    text = write_report(write_run(tmp_path, history), plots=False).read_text()
+    assert "Pseudo-label filter" not in text
+    assert "- Method supervised (`Supervised`); lr_g 0.00025, log every 10 steps" in text
+    s4gan = write_report(write_run(tmp_path / "s4", healthy()), plots=False).read_text()
+    assert "- Pseudo-label filter `DiscriminatorGate(threshold=0.2)`: image:" in s4gan
+    assert "lr_d 0.0001, d_update_interval 1, label_smoothing 0.0" in s4gan
+
+
+def test_loss_tables_are_sampled_at_regular_steps(tmp_path):
+    text = write_report(write_run(tmp_path, healthy()), plots=False).read_text()
+    table = text.split("## Losses")[1].split("## Self-training")[0]
+    steps = [int(line.split("|")[1]) for line in table.splitlines() if line[:3] == "| " + line[2:3]
+             and line[2:3].isdigit()]  # fmt: skip
+    # 40 records every 50 steps: the first, then every 200 steps, then the last.
+    assert steps == [50, *range(200, 2001, 200)]
+
+
+def test_durations_scale_to_a_short_run(tmp_path):
+    # A 300-step run logged every 10 steps, flooded from step 20 to 190: 500-step limits
+    # miss it; the limits scaled to the run (75 steps) find it.
+    from log_streams import patch
+
+    history = healthy(steps=300, log=10, evals=100, max_steps=300)
+    history = patch(history, 20, 190, kept=1.0, st_pixels_frac=1.0)
+    run = write_run(tmp_path, history)
+    assert "`st_flooded`" not in write_report(run, duration_steps=500, plots=False).read_text()
+    assert "`st_flooded`" in write_report(run, plots=False).read_text()

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from s4seg.filters import DistributionAlignment, DiscriminatorGate, PixelConfidenceFilter
+from s4seg.filters import DiscriminatorGate, DistributionAlignment, PixelConfidenceFilter
 from s4seg.methods import SelfTraining
 
 

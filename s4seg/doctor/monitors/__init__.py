@@ -73,7 +73,10 @@ def default_monitors(duration_steps: int = 500) -> list[Monitor]:
     Args:
         duration_steps: steps of starvation or flooding that make a finding (500 in
             practice); discriminator dominance must last a fifth of it and a
-            collapse twice it. Scale it down for short runs and tests.
+            collapse twice it. Scale it down for short runs and tests;
+            :func:`s4seg.doctor.records.auto_duration_steps` sizes it from a run's own
+            length and log interval (what ``s4seg report`` and :class:`Doctor` do by
+            default).
     """
     if duration_steps < 1:
         raise ValueError(f"duration_steps must be >= 1, got {duration_steps}")

@@ -23,8 +23,10 @@ from s4seg.doctor.records import (
     runs_where,
     share_kept,
     short,
+    sureness,
     train_records,
     window_start,
+    windows_sureness,
 )
 from s4seg.doctor.remedies import (
     discriminator_remedies,
@@ -146,6 +148,7 @@ class DiscriminatorDominant:
                 "d_real_p50": median_of(real50),
                 "steps": last - start,
             },
+            confidence=windows_sureness(j - i, last - start, self.min_steps),
         )
 
 
@@ -179,7 +182,7 @@ class DiscriminatorCollapsed:
         findings = []
         for i, j in runs_where(recs, self._collapsed):
             start = window_start(recs, i)
-            if recs[j - 1]["step"] - start < self.steps:
+            if recs[j - 1]["step"] - start < self.steps or j - i < 2:
                 continue
             run = recs[i:j]
             first, last = run[0]["step"], run[-1]["step"]
@@ -218,6 +221,7 @@ class DiscriminatorCollapsed:
                     first_step=first,
                     last_step=last,
                     evidence={"steps": last - start},
+                    confidence=windows_sureness(j - i, last - start, self.steps),
                 )
             )
         return findings
@@ -235,20 +239,47 @@ class DiscriminatorJudgesSoftness:
     it starts at the first of the evaluations in a row, up to the latest, that show it.
     A NaN AUC (every image alike) is no evidence either way and is skipped.
 
+    An evaluation counts only with enough evidence behind it: at step ``min_step`` or
+    later (a discriminator trained a few steps has learnt nothing to judge by), over
+    at least ``min_images`` validation images (``diag_images``; an AUC over 8 images
+    moves in steps of 1/16), and with D separating ground truth from predictions by
+    at least ``min_real_fake_gap`` in mean probability (``diag_d_real_mean -
+    diag_d_fake_mean``): a discriminator that scores both about 0.5 tells them apart
+    by nothing, softness included. One such evaluation is an ``"info"`` finding; it is
+    a ``"warning"`` from ``min_evals_warning`` evaluations in a row.
+
     Args:
         min_entropy_auc: an entropy AUC at least this is a discriminator that ranks
             by sharpness.
         max_accuracy_auc: an accuracy AUC at most this is a score that says little
             about correctness.
+        min_step: the first step whose evaluation counts.
+        min_images: validation images an evaluation needs (when it logs them).
+        min_real_fake_gap: D(real) mean minus D(fake) mean an evaluation needs (when
+            it logs them).
+        min_evals_warning: evaluations in a row that make the finding a warning.
     """
 
     min_entropy_auc: float = 0.75
     max_accuracy_auc: float = 0.6
+    min_step: int = 50
+    min_images: int = 32
+    min_real_fake_gap: float = 0.1
+    min_evals_warning: int = 2
     code: ClassVar[str] = "d_judges_softness"
+
+    def _enough(self, r: Record) -> bool:
+        if int(r["step"]) < self.min_step:
+            return False
+        images = number_at(r, "diag_images")
+        if images is not None and images < self.min_images:
+            return False
+        real, fake = number_at(r, "diag_d_real_mean"), number_at(r, "diag_d_fake_mean")
+        return real is None or fake is None or real - fake >= self.min_real_fake_gap
 
     def _softness(self, r: Record) -> bool:
         ent, acc = number_at(r, "d_auc_entropy"), number_at(r, "d_auc_accuracy")
-        if ent is None or acc is None:
+        if ent is None or acc is None or not self._enough(r):
             return False
         return ent >= self.min_entropy_auc and acc <= self.max_accuracy_auc
 
@@ -299,6 +330,24 @@ class DiscriminatorJudgesSoftness:
             "matching pulls the generator towards sharper maps rather than better ones."
         )
         gate = gate_repr(history)
+        n_images = [number_at(r, "diag_images") for r in run]
+        few = min((v for v in n_images if v is not None), default=None)
+        if len(run) >= 3 and (few is None or few >= 100):
+            level = "high"
+        elif len(run) >= self.min_evals_warning:
+            level = "medium"
+        else:
+            level = "low"
+        confidence = sureness(
+            level,
+            f"{len(run)} evaluation(s) in a row"
+            + (f", at least {int(few)} validation images each" if few is not None else "")
+            + (
+                f", D(real) {real:.2f} against D(fake) {fake:.2f}"
+                if real is not None and fake is not None
+                else ""
+            ),
+        )
         remedies = [
             "S4GAN(real_smoothing=0.1, real_noise=0.05, fake_sharpen=0.5): smooth and jitter "
             "the real one-hot maps and sharpen the predicted ones before the discriminator "
@@ -324,7 +373,7 @@ class DiscriminatorJudgesSoftness:
         return [
             Finding(
                 code=self.code,
-                severity="warning",
+                severity="warning" if len(run) >= self.min_evals_warning else "info",
                 title="D separates real from fake by entropy, not by correctness",
                 seen=seen,
                 cause=cause,
@@ -332,5 +381,6 @@ class DiscriminatorJudgesSoftness:
                 first_step=first_step,
                 last_step=last_step,
                 evidence=evidence,
+                confidence=confidence,
             )
         ]

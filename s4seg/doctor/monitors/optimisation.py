@@ -17,6 +17,7 @@ from s4seg.doctor.records import (
     run_config,
     runs_where,
     short,
+    sureness,
     train_records,
 )
 from s4seg.doctor.remedies import (
@@ -80,6 +81,7 @@ class NonFiniteLoss:
                     remedies=remedies,
                     first_step=run[0]["step"],
                     last_step=run[-1]["step"],
+                    confidence=sureness("high", "a non-finite number in the log is a fact"),
                 )
             )
         return findings
@@ -153,6 +155,11 @@ class ExplodingLoss:
                     ],
                     first_step=run[0]["step"],
                     last_step=run[-1]["step"],
+                    confidence=sureness(
+                        "high" if len(run) >= 2 else "medium",
+                        f"{len(run)} log window(s) above {self.factor}x the median of the "
+                        f"last {self.baseline}",
+                    ),
                 )
             )
         return findings
@@ -217,5 +224,9 @@ class LearningRateExhausted:
                 remedies=remedies,
                 first_step=first_low,
                 last_step=last_e["step"],
+                confidence=sureness(
+                    "medium",
+                    f"{len(gains)} new best(s) after the lr fell; more steps may still not help",
+                ),
             )
         ]

@@ -20,9 +20,11 @@ from s4seg.doctor.records import (
     numbers_of,
     runs_where,
     share_kept,
+    sureness,
     total_of,
     train_records,
     window_start,
+    windows_sureness,
 )
 from s4seg.doctor.remedies import (
     class_count,
@@ -40,10 +42,12 @@ class SelfTrainingStarved:
     Args:
         steps: how long nothing may be kept before it is a finding.
         max_kept: images kept per log window that still count as "nothing".
+        min_windows: log windows it must span (one window is one noisy sample).
     """
 
     steps: int = 500
     max_kept: int = 0
+    min_windows: int = 2
     code: ClassVar[str] = "st_starved"
 
     def check(self, history: Sequence[Record]) -> list[Finding]:
@@ -51,7 +55,7 @@ class SelfTrainingStarved:
         findings = []
         for i, j in runs_where(recs, lambda r: r["st_images_kept"] <= self.max_kept):
             start = window_start(recs, i)
-            if recs[j - 1]["step"] - start >= self.steps:
+            if recs[j - 1]["step"] - start >= self.steps and j - i >= self.min_windows:
                 findings.append(self._finding(history, recs, i, j, start))
         return findings
 
@@ -106,6 +110,7 @@ class SelfTrainingStarved:
             first_step=first,
             last_step=last,
             evidence=evidence,
+            confidence=windows_sureness(j - i, last - start, self.steps),
         )
 
     @staticmethod
@@ -167,10 +172,12 @@ class SelfTrainingFlooded:
     Args:
         steps: how long everything may be kept before it is a finding.
         min_fraction: kept pixel fraction that counts as "everything".
+        min_windows: log windows it must span (one window is one noisy sample).
     """
 
     steps: int = 500
     min_fraction: float = 1.0
+    min_windows: int = 2
     code: ClassVar[str] = "st_flooded"
 
     def check(self, history: Sequence[Record]) -> list[Finding]:
@@ -178,7 +185,7 @@ class SelfTrainingFlooded:
         findings = []
         for i, j in runs_where(recs, lambda r: r["st_pixels_frac"] >= self.min_fraction - 1e-12):
             start = window_start(recs, i)
-            if recs[j - 1]["step"] - start < self.steps:
+            if recs[j - 1]["step"] - start < self.steps or j - i < self.min_windows:
                 continue
             run = recs[i:j]
             first, last = run[0]["step"], run[-1]["step"]
@@ -231,6 +238,7 @@ class SelfTrainingFlooded:
                     first_step=first,
                     last_step=last,
                     evidence=evidence,
+                    confidence=windows_sureness(j - i, last - start, self.steps),
                 )
             )
         return findings
@@ -324,6 +332,11 @@ class SelfTrainingCollapse:
                     "last_miou": evals[-1]["miou"],
                     "signals": signals,
                 },
+                confidence=sureness(
+                    "high" if len(signals) >= 2 and len(below) >= 3 else "medium",
+                    f"{len(below)} evaluations below the best and {len(signals)} "
+                    f"self-training signal(s) turned with them",
+                ),
             )
         ]
 

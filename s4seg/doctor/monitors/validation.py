@@ -17,6 +17,7 @@ from s4seg.doctor.records import (
     numbers_of,
     runs_where,
     share_kept,
+    sureness,
     total_of,
     train_records,
 )
@@ -119,6 +120,11 @@ class ValMiouFalling:
                     "best_step": best["step"],
                     "last_miou": below[-1]["miou"],
                 },
+                confidence=sureness(
+                    "high" if len(below) >= 3 else "medium",
+                    f"{len(below)} evaluations in a row more than {self.min_drop} below the "
+                    f"best; one evaluation of a small validation set moves by chance",
+                ),
             )
         )
 
@@ -177,6 +183,11 @@ class Overfitting:
                     first_step=run[0][0]["step"],
                     last_step=run[-1][0]["step"],
                     evidence={"max_gap_seen": max(t - v for _, t, v in run)},
+                    confidence=sureness(
+                        "high" if j - i >= 3 else "medium" if j - i >= 2 else "low",
+                        f"{j - i} evaluation(s) in a row; train mIoU is measured on the "
+                        f"labelled batches in train mode, so a single gap can be noise",
+                    ),
                 )
             )
         return findings
