@@ -1,7 +1,10 @@
 """The training loop and what it is made of.
 
-* :class:`Trainer` and :class:`TrainerConfig` (:mod:`s4seg.training.trainer`): the
-  loop, which implements the step context the methods see;
+* :class:`Trainer` (:mod:`s4seg.training.trainer`): the loop, which implements the
+  step context the methods see, and :class:`TrainerConfig`
+  (:mod:`s4seg.training.config`), its range-checked settings;
+* :mod:`~s4seg.training.rollback`: what a step changes, kept so it can be undone;
+* :mod:`~s4seg.training.arguments`: checks of the loaders, optimizers and files it is given;
 * :mod:`~s4seg.training.hooks`: the callback base class and its hooks;
 * :mod:`~s4seg.training.log_window`: the numbers between two log lines;
 * :mod:`~s4seg.training.optim` and :mod:`~s4seg.training.lr_schedule`: the

@@ -23,131 +23,37 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import get_total_norm
 
-from s4seg.checks import check_count, check_int, check_real
 from s4seg.data import InfiniteLoader
 from s4seg.distributed import all_reduce_sum, is_distributed, is_main_process
 from s4seg.losses import SupervisedCrossEntropy
 from s4seg.methods import Method, build_method
 from s4seg.metrics import SegmentationMetric
 from s4seg.models import predict_logits
+from s4seg.training.arguments import (
+    batch_position,
+    check_lrs,
+    check_train_loader,
+    is_trainer_state,
+    not_a_checkpoint,
+    optimizer_label,
+)
 from s4seg.training.checkpoint import config_mismatches, read_checkpoint
+from s4seg.training.config import RESUMABLE_CHANGES, TrainerConfig
 from s4seg.training.hooks import Callback, check_callbacks
 from s4seg.training.log_window import LogWindow, nonfinite_keys
 from s4seg.training.lr_schedule import poly_lr_factor
 from s4seg.training.optim import check_each_param_once, default_g_optimizer, set_lr_factor
+from s4seg.training.rollback import StepStart
 
 __all__ = ["RESUMABLE_CHANGES", "Interruption", "Trainer", "TrainerConfig"]
 
 log = logging.getLogger("s4seg.training")
-
-# Settings that may change between a checkpoint and its resumed run.
-RESUMABLE_CHANGES = ("max_steps", "log_interval", "eval_interval", "early_stop_patience", "device")
-
-
-@dataclass
-class TrainerConfig:
-    """Settings of the loop; the defaults are the S4GAN paper's code where it has one.
-
-    What a method adds (the discriminator's lr, the weights of its terms, thresholds)
-    are the method's own settings: ``S4GAN(lr_d=..., lambda_fm=...)``.
-    """
-
-    # The training method by name (s4seg.methods.METHODS): "s4gan", "supervised" (CE on
-    # labels only), "advsemiseg", "mean_teacher", "fixmatch", "unimatch"; a Method object passed to
-    # the Trainer sets it to that object's name.
-    method: str = "s4gan"
-    max_steps: int = 2000
-    lr_g: float = 2.5e-4  # SGD lr of the backbone
-    head_lr_mult: float = 10.0  # the head trains at 10x, as in DeepLab
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-    warmup_steps: int = 0  # linear warm-up of every learning rate
-    grad_clip: float | None = None  # max global gradient norm, of every optimizer's module
-    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast dtype, used on CUDA only
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    ignore_index: int = 255
-    log_interval: int = 10
-    eval_interval: int = 500
-    early_stop_patience: int | None = None  # evals without a new best mIoU before stopping
-    eval_tile: int | None = (
-        None  # evaluate in overlapping square tiles of this side (sliding window)
-    )
-    check_finite: bool = True  # one host sync per step so that a NaN never reaches the weights
-    check_inputs: bool = True  # mask-value checks (host syncs); off once the data is known good
-    sync_bn: bool = False  # under torchrun: batch-norm statistics over all ranks' batches
-    channels_last: bool = False  # NHWC memory format for models and images (faster convs on GPU)
-    compile_generator: bool = False  # torch.compile the generator's training forward
-    max_nonfinite_steps: int = 10  # consecutive skipped steps before giving up
-
-    def __post_init__(self) -> None:
-        # Every number is range-checked here, naming the field: a bad setting fails at
-        # construction, not as gradient ascent or a rising lr thousands of steps later.
-        if not isinstance(self.method, str) or not self.method:
-            raise ValueError(f"method must be a method's name, got {self.method!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
-        if not isinstance(self.device, str) or not self.device:
-            raise TypeError(f"TrainerConfig device must be a device name, got {self.device!r}")
-        own = {"owner": "TrainerConfig"}
-        finite = {"high": math.inf, "high_open": True, **own}
-        for name in ("max_steps", "log_interval", "eval_interval", "max_nonfinite_steps"):
-            setattr(self, name, check_count(getattr(self, name), name, minimum=1, **own))
-        self.warmup_steps = check_count(self.warmup_steps, "warmup_steps", **own)
-        self.lr_g = check_real(self.lr_g, "lr_g", low=0.0, hint="0 freezes the generator", **finite)
-        self.head_lr_mult = check_real(
-            self.head_lr_mult,
-            "head_lr_mult",
-            low=0.0,
-            hint="the head's lr is lr_g x this",
-            **finite,
-        )
-        self.momentum = check_real(
-            self.momentum, "momentum", low=0.0, high=1.0, high_open=True, **own
-        )
-        self.weight_decay = check_real(self.weight_decay, "weight_decay", low=0.0, **finite)
-        self.poly_power = check_real(
-            self.poly_power,
-            "poly_power",
-            low=0.0,
-            hint="the lr factor is (1 - step / max_steps) ** poly_power: a negative power makes "
-            "it rise, 0 keeps it constant",
-            **finite,
-        )
-        if self.grad_clip is not None:
-            self.grad_clip = check_real(
-                self.grad_clip,
-                "grad_clip",
-                low=0.0,
-                low_open=True,
-                hint="the largest gradient norm; None turns clipping off (0 stops learning, a "
-                "negative norm ascends the gradient)",
-                **finite,
-            )
-        self.ignore_index = check_int(self.ignore_index, "ignore_index", **own)
-        if self.early_stop_patience is not None:
-            self.early_stop_patience = check_count(
-                self.early_stop_patience, "early_stop_patience", minimum=1, **own
-            )
-        if self.eval_tile is not None:
-            self.eval_tile = check_count(self.eval_tile, "eval_tile", minimum=1, **own)
-        for name in (
-            "check_finite",
-            "check_inputs",
-            "sync_bn",
-            "channels_last",
-            "compile_generator",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(
-                    f"TrainerConfig {name} must be True or False, got {getattr(self, name)!r}"
-                )
 
 
 @dataclass(frozen=True)
@@ -237,7 +143,7 @@ class Trainer:
         self.loaders: dict[str, Any] = {"labelled": labelled_loader}
         self.loaders.update({name: given[name] for name in method.loaders})
         for name, loader in self.loaders.items():
-            _check_train_loader(name, loader)
+            check_train_loader(name, loader)
         if isinstance(val_loader, InfiniteLoader):
             raise TypeError(
                 "val_loader is an InfiniteLoader, which never ends, so evaluate() would never "
@@ -275,7 +181,7 @@ class Trainer:
         self._data_seconds, self._window_start = 0.0, time.perf_counter()
         # What the current step changed, so that a skipped or interrupted step can be
         # undone (see _begin_step).
-        self._start = _StepStart()
+        self._start = StepStart()
         self._in_step = self._stepped = self._poisoned = self._stop_requested = False
         self._inputs: list[str] = []
         self._pending_inputs: list[tuple[str, Tensor]] = []
@@ -285,7 +191,7 @@ class Trainer:
         method.setup(self)
         for name, opt in (("g", self.g_optimizer), *method.optimizers().items()):
             check_each_param_once(opt)
-            _check_lrs(name, opt)
+            check_lrs(name, opt)
             set_lr_factor(opt, 1.0)  # records each group's base_lr
 
     # ------------------------------------------------------------ the step context
@@ -403,11 +309,11 @@ class Trainer:
             if not torch.is_tensor(value) or not value.is_floating_point() or value.numel() == 0:
                 continue
             if value.device.type != "cpu":
-                where = f"{name} loader, {_batch_position(loader)}, {key!r}"
+                where = f"{name} loader, {batch_position(loader)}, {key!r}"
                 self._pending_inputs.append((where, torch.isfinite(value).all()))
                 continue
             low, high = (float(x) for x in torch.aminmax(value))
-            where = f"{name} loader, {_batch_position(loader)}"
+            where = f"{name} loader, {batch_position(loader)}"
             if math.isfinite(low) and math.isfinite(high):
                 self._inputs.append(f"{where}: {key!r} in [{low:.3g}, {high:.3g}]")
                 continue
@@ -522,7 +428,7 @@ class Trainer:
         failed = [key for key, b in zip(checks, bad.tolist(), strict=True) if b]
         if "weights" in failed:
             self._poisoned = True
-            label = _optimizer_label(name)
+            label = optimizer_label(name)
             when = self._last_update.get(name)
             lrs = ", ".join(f"{g['lr']:.3g}" for g in optimizer.param_groups)
             raise FloatingPointError(
@@ -554,7 +460,7 @@ class Trainer:
         self.nonfinite_in_row[name] = self.nonfinite_in_row.get(name, 0) + 1
         self.nonfinite_skipped[name] = self.nonfinite_skipped.get(name, 0) + 1
         in_row, limit = self.nonfinite_in_row[name], self.config.max_nonfinite_steps
-        label = _optimizer_label(name)
+        label = optimizer_label(name)
         if in_row >= limit:
             raise FloatingPointError(
                 f"{in_row} non-finite updates of {label} in a row, up to step {self.step} "
@@ -840,8 +746,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any], *, models_only: bool = False) -> None:
         """Restore :meth:`state_dict`; raises listing every config mismatch."""
-        if not _is_trainer_state(state):
-            raise ValueError(_not_a_checkpoint(state))
+        if not is_trainer_state(state):
+            raise ValueError(not_a_checkpoint(state))
         current = dataclasses.asdict(self.config)
         diff = config_mismatches(state["config"], current, ignore=RESUMABLE_CHANGES)
         saved_method = state.get("method_settings", {})
@@ -884,8 +790,8 @@ class Trainer:
         truncated or damaged one raises a ``ValueError`` that names it.
         """
         state = read_checkpoint(path)
-        if not _is_trainer_state(state):
-            raise ValueError(f"{path}: {_not_a_checkpoint(state)}")
+        if not is_trainer_state(state):
+            raise ValueError(f"{path}: {not_a_checkpoint(state)}")
         self.load_state_dict(state, models_only=models_only)
         emergency = state.get("emergency")
         if emergency and not models_only:
@@ -966,100 +872,6 @@ def _split_labelled(batch: Any, name: str) -> tuple[Tensor, Tensor]:
             f"(keys present: {sorted(batch)}); pass unlabelled data as unlabelled_loader"
         )
     return batch["image"], batch["mask"]
-
-
-class _BufferSnapshot:
-    """Copies of networks' buffers, refreshed in place each step (no allocation)."""
-
-    def __init__(self) -> None:
-        self.tensors: list[Tensor] = []
-        self.copies: list[Tensor] = []
-
-    def take(self, modules: Iterable[nn.Module]) -> None:
-        seen: dict[int, Tensor] = {}
-        for m in modules:
-            for b in m.buffers():
-                seen.setdefault(id(b), b)
-        tensors = list(seen.values())
-        same = len(tensors) == len(self.tensors) and all(
-            a is b and a.shape == c.shape and a.dtype == c.dtype
-            for a, b, c in zip(tensors, self.tensors, self.copies, strict=True)
-        )
-        if not same:
-            self.tensors, self.copies = tensors, [t.detach().clone() for t in tensors]
-        elif tensors:
-            with torch.no_grad():
-                torch._foreach_copy_(self.copies, tensors)
-
-    def restore(self, only: Iterable[Tensor] | None) -> None:
-        ids = None if only is None else {id(t) for t in only}
-        with torch.no_grad():
-            for t, c in zip(self.tensors, self.copies, strict=True):
-                if ids is None or id(t) in ids:
-                    t.copy_(c)
-
-
-@dataclass
-class _StepStart:
-    """The state a step changes before its first optimizer step (see Trainer._begin_step)."""
-
-    buffers: _BufferSnapshot = dataclasses.field(default_factory=_BufferSnapshot)
-    confusion: Tensor | None = None
-    loaders: dict[str, Any] = dataclasses.field(default_factory=dict)
-    drawn: set[str] = dataclasses.field(default_factory=set)
-    rng: tuple[Any, Any, Any] = (None, None, None)
-    nonfinite: tuple[dict[str, int], dict[str, int]] = ({}, {})
-
-
-def _optimizer_label(name: str) -> str:
-    return "the generator's optimizer ('g')" if name == "g" else f"optimizer {name!r}"
-
-
-def _batch_position(loader: Any) -> str:
-    """Which batch a loader returned last: epoch, batch and dataset indices if it knows."""
-    if not isinstance(loader, InfiniteLoader):
-        return "its latest batch"
-    indices = loader.last_indices
-    shown = f", dataset indices {indices}" if indices is not None else ""
-    return f"epoch {loader.epoch} batch {loader.batches_in_epoch - 1}{shown}"
-
-
-def _check_train_loader(name: str, loader: Any) -> None:
-    label = f"{name}_loader" if name in ("labelled", "unlabelled") else f"loaders[{name!r}]"
-    if isinstance(loader, Iterator):
-        return
-    kind = type(loader).__name__
-    if isinstance(loader, Iterable):
-        raise TypeError(
-            f"{label} is a {kind}, which is not an iterator: a DataLoader ends after one pass "
-            f"and cannot resume. Wrap its dataset in s4seg.data.InfiniteLoader(dataset, "
-            f"batch_size) (endless, reshuffles each epoch, resumes exactly)"
-        )
-    raise TypeError(f"{label} must be an iterator of batch dicts (an InfiniteLoader), got {kind}")
-
-
-def _check_lrs(name: str, optimizer: torch.optim.Optimizer) -> None:
-    for i, group in enumerate(optimizer.param_groups):
-        lr = group.get("lr")
-        value = float(lr) if isinstance(lr, (int, float, Tensor)) else None
-        if value is None or not (math.isfinite(value) and value >= 0):
-            raise ValueError(
-                f"{_optimizer_label(name)} group {i} has lr={lr!r}: a learning rate is a "
-                "finite number >= 0"
-            )
-
-
-def _is_trainer_state(state: Any) -> bool:
-    return isinstance(state, Mapping) and "config" in state and "generator" in state
-
-
-def _not_a_checkpoint(state: Any) -> str:
-    keys = sorted(map(str, state))[:8] if isinstance(state, Mapping) else type(state).__name__
-    return (
-        f"not a Trainer checkpoint (keys {keys}): a Trainer checkpoint has 'config', "
-        f"'generator', 'step' and more; load bare weights with "
-        f"s4seg.models.load_weights(generator, path)"
-    )
 
 
 def _num_classes(generator: nn.Module) -> int:
