@@ -50,6 +50,16 @@ EXTRA: dict[str, list[str]] = {
     # Diagnosing runs
     "s4seg report runs/exp1": [],
     "s4seg report runs/exp1 --out reports/exp1 --duration-steps 100": [],
+    "s4seg report --from s4gan-log train.log --eval-log eval.log": [],
+    # Your own data (demo_data from the folder recipe's --make-demo-data)
+    "s4seg configs": [],
+    "s4seg train cpu_small --data.root=demo_data/train --data.val_root=demo_data/val "
+    "--data.num_classes=6 --trainer.max_steps=100 --trainer.eval_interval=50":
+        ["--trainer.max_steps=2", "--trainer.eval_interval=2", "--data.crop_size=32"],
+    "s4seg eval runs/cpu_small --flip": [],
+    "s4seg predict runs/cpu_small demo_data/val/images --out predictions": [],
+    "s4seg report runs/cpu_small": [],
+    "s4seg export runs/cpu_small --onnx model.onnx": [],
     # Recipes and the scripts' headers
     "python examples/s4gan_synthetic.py": SMALL,
     "python examples/s4gan_synthetic.py --max-steps 2": SIZES,
@@ -211,6 +221,16 @@ GROUPS: dict[str, list[str]] = {
         "s4seg examples --copy my_recipes",
         "python my_recipes/s4gan_synthetic.py --max-steps 2",
     ],
+    "original_log": ["s4seg report --from s4gan-log train.log --eval-log eval.log"],
+    "own_data": [
+        "s4seg configs",
+        "s4seg train cpu_small --data.root=demo_data/train --data.val_root=demo_data/val "
+        "--data.num_classes=6 --trainer.max_steps=100 --trainer.eval_interval=50",
+        "s4seg eval runs/cpu_small --flip",
+        "s4seg predict runs/cpu_small demo_data/val/images --out predictions",
+        "s4seg report runs/cpu_small",
+        "s4seg export runs/cpu_small --onnx model.onnx",
+    ],
     "schedules": ["python examples/threshold_schedules.py --max-steps 600"],
     "backbone": ["python examples/custom_backbone.py --backbone efficientnet_b0 --max-steps 300"],
     "doctor": [
@@ -287,6 +307,34 @@ def serve_tensorboard(sh: Shell) -> None:
         proc.terminate()
         proc.wait(timeout=30)
     assert "http://" in seen, seen[-2000:]
+
+
+def test_report_of_a_log_of_the_original_code(tmp_path):
+    # The documented command on the fixture of tests/doctor (a run of the original
+    # train_s4GAN.py whose discriminator rejects everything from iteration 120).
+    fixture = ROOT / "tests" / "doctor" / "fixtures" / "s4gan_original"
+    sh = Shell(tmp_path)
+    shutil.copy(fixture / "train.log", tmp_path / "train.log")
+    shutil.copy(fixture / "eval_200.log", tmp_path / "eval.log")
+    out = sh.run(GROUPS["original_log"][0]).splitlines()
+    assert out == ["converted train.log into the run folder train_s4seg", "train_s4seg/report.md"]
+    text = (tmp_path / "train_s4seg" / "report.md").read_text()
+    assert "Converted from a log of the original S4GAN code" in text and "`st_starved`" in text
+
+
+def test_own_data_commands(tmp_path):
+    # Your own data: the demo folder, then each command on the page in its order.
+    sh = Shell(tmp_path)
+    sh.run(GROUPS["folder"][0])
+    train, evaluate, predict, report, export = GROUPS["own_data"][1:]
+    assert "cpu_small" in sh.run(GROUPS["own_data"][0])
+    assert "trained 2 steps: runs/cpu_small" in sh.run(train)
+    assert "mIoU" in sh.run(evaluate) and (tmp_path / "runs/cpu_small/eval/confusion.png").exists()
+    assert "wrote 8 masks to predictions" in sh.run(predict)
+    assert len(list((tmp_path / "predictions").glob("*.png"))) == 8
+    sh.run(report)
+    assert (tmp_path / "runs/cpu_small/report.md").exists()
+    assert "wrote model.onnx" in sh.run(export)
 
 
 def test_threshold_schedules_recipe(tmp_path):

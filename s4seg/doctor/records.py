@@ -23,6 +23,7 @@ __all__ = [
     "best_eval",
     "bridge_runs",
     "config_record",
+    "count_of",
     "eval_records",
     "filter_text",
     "fixed",
@@ -189,13 +190,29 @@ def has_gate(records: Sequence[Record]) -> bool:
     return any("gate_threshold" in r for r in records)
 
 
+def count_of(
+    records: Sequence[Record], kept_key: str, total_key: str, unit: str, *, share: bool = True
+) -> str | None:
+    """``"k of N <unit> (p%)"`` summed over ``records`` (without ``(p%)`` unless ``share``);
+    ``"k <unit>"`` when no record has ``total_key``, None when none has ``kept_key``.
+
+    A log that lacks a key (an older s4seg, another method, a converted log of the
+    original code) says what it has rather than "0 of 0".
+    """
+    if not numbers_of(records, kept_key):
+        return None
+    kept = total_of(records, kept_key)
+    if not numbers_of(records, total_key):
+        return f"{kept:,} {unit}"
+    total = total_of(records, total_key)
+    return f"{kept:,} of {total:,} {unit}" + (f" ({percent(kept, total)})" if share else "")
+
+
 def share_kept(records: Sequence[Record]) -> str:
-    kept, total = total_of(records, "st_images_kept"), total_of(records, "st_images_total")
-    px, px_total = total_of(records, "st_pixels_kept"), total_of(records, "st_pixels_total")
-    return (
-        f"{kept:,} of {total:,} images ({percent(kept, total)}) and {px:,} of {px_total:,} pixels "
-        f"({percent(px, px_total)})"
-    )
+    """What self-training kept over ``records``, in images and in pixels (those logged)."""
+    images = count_of(records, "st_images_kept", "st_images_total", "images")
+    pixels = count_of(records, "st_pixels_kept", "st_pixels_total", "pixels")
+    return " and ".join(x for x in (images, pixels) if x) or "no count logged"
 
 
 def log_interval_of(history: Sequence[Record]) -> int | None:

@@ -27,6 +27,7 @@ from s4seg.doctor.records import (
     LOSSES,
     STUCK_IOU,
     auto_duration_steps,
+    count_of,
     eval_records,
     has_gate,
     method_parts,
@@ -302,6 +303,28 @@ def _method_line(config: dict[str, Any] | None) -> str | None:
     return ", ".join(parts)
 
 
+def _converted_line(config: dict[str, Any] | None) -> str | None:
+    """Where a converted run came from (``s4seg report --from s4gan-log``), and how to read it."""
+    source = (config or {}).get("converted_from")
+    if not isinstance(source, dict):
+        return None
+    evals = source.get("eval_logs") or []
+    line = (
+        f"- Converted from a log of the original S4GAN code ({source.get('program')}): "
+        f"`{source.get('train_log')}`, iterations {source.get('first_iteration')}-"
+        f"{source.get('last_iteration')} ({source.get('iterations')} iteration lines), one record per "
+        f"{source.get('window_iterations')} iterations (iteration i is step i + 1)"
+        + (f", and {len(evals)} evaluation log(s)" if evals else "")
+        + ". Its `Above ST-Threshold : k / B` counts **images** whose discriminator "
+        "probability passed the threshold (no line: 0 images), never pixels."
+    )
+    skipped = source.get("skipped") or []
+    if skipped:
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        line += f" Lines not read: {'; '.join(map(str, skipped[:5]))}{more}."
+    return line
+
+
 def _filter_line(history: list[dict[str, Any]]) -> str | None:
     parts = method_parts(history)
     name = parts.get("pseudo_filter")
@@ -338,7 +361,8 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
     else:
         status = f"last logged step {last} (no config.json: length unknown)"
     out.append(f"- Run folder: `{run.run_dir}`; {status}.")
-    out += [line for line in (_method_line(run.config), _filter_line(history)) if line]
+    out += [line for line in (_converted_line(run.config), _method_line(run.config)) if line]
+    out += [line for line in (_filter_line(history),) if line]
     if run.skipped:
         out.append(
             f"- Lines that could not be read (skipped; a running run may be writing the last "
@@ -381,8 +405,9 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
     if evals:
         rows, prev, best_so_far = [], None, -math.inf
         for e in evals:
-            window = [r["train_miou"] for r in trains if _prev_step(prev) < r["step"] <= e["step"]]
-            window = [v for v in window if isinstance(v, (int, float))]
+            window = numbers_of(
+                [r for r in trains if _prev_step(prev) < r["step"] <= e["step"]], "train_miou"
+            )
             is_best = e["miou"] > best_so_far
             best_so_far = max(best_so_far, e["miou"])
             rows.append(
@@ -429,10 +454,10 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
             rows.append(
                 [
                     str(r["step"]),
-                    f"{r['st_images_kept']:,} / {r['st_images_total']:,}",
+                    _ratio(r, "st_images_kept", "st_images_total"),
                     _fmt(r.get("gate_images_passed")),
-                    f"{r['st_pixels_kept']:,} / {r['st_pixels_total']:,}",
-                    f"{100 * r['st_pixels_frac']:.1f}%",
+                    _ratio(r, "st_pixels_kept", "st_pixels_total"),
+                    _pct_or_blank(r.get("st_pixels_frac")),
                     _fmt(r.get("gate_threshold"), 2),
                     _fmt(r.get("pixel_threshold"), 2),
                 ]
@@ -442,16 +467,18 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
                     _pct_or_blank(r.get("st_kept_accuracy")),
                     _pct_or_blank(r.get("st_object_kept_accuracy")),
                 ]
-        total_i = sum(r["st_images_total"] for r in st)
-        total_p = sum(r["st_pixels_total"] for r in st)
-        out += [
-            f"Over the run: {sum(r['st_images_kept'] for r in st):,} of {total_i:,} unlabelled "
-            f"images and {sum(r['st_pixels_kept'] for r in st):,} of {total_p:,} pixels got "
-            f"pseudo-labels.",
-        ]
+        got = " and ".join(
+            x
+            for x in (
+                count_of(st, "st_images_kept", "st_images_total", "unlabelled images", share=False),
+                count_of(st, "st_pixels_kept", "st_pixels_total", "pixels", share=False),
+            )
+            if x
+        )
+        out += [f"Over the run: {got} got pseudo-labels."]
         if measured:
             correct = sum(r.get("st_pixels_correct", 0) for r in st)
-            kept = sum(r["st_pixels_kept"] for r in st if "st_pixels_correct" in r)
+            kept = sum(r.get("st_pixels_kept", 0) for r in st if "st_pixels_correct" in r)
             obj_c = sum(r.get("st_object_pixels_correct", 0) for r in st)
             obj_k = sum(r.get("st_object_pixels_kept", 0) for r in st)
             out += [
@@ -806,7 +833,7 @@ def write_plots(run: RunLog, out: str | Path) -> list[str]:
     if evals or any("train_miou" in r for r in trains):
         fig = Figure(figsize=(6, 3.5))
         ax = fig.subplots()
-        pts = [(r["step"], r["train_miou"]) for r in trains if "train_miou" in r]
+        pts = [(r["step"], v) for r in trains if (v := number_at(r, "train_miou")) is not None]
         if pts:
             ax.plot(*zip(*pts, strict=True), lw=1, alpha=0.6, label="train mIoU (log window)")
         if evals:
@@ -833,13 +860,14 @@ def write_plots(run: RunLog, out: str | Path) -> list[str]:
                 alpha=0.35,
                 label="images past the gate",
             )
-        top.plot(steps, [r["st_images_kept"] for r in st], "o-", c="C0", ms=3, lw=1.2,
+        top.plot(steps, [_number(r, "st_images_kept") for r in st], "o-", c="C0", ms=3, lw=1.2,
                  label="images kept (>= 1 pixel)")  # fmt: skip
-        top.plot(steps, [r["st_images_total"] for r in st], c="grey", ls="--", lw=1,
-                 label="images seen")  # fmt: skip
+        if any("st_images_total" in r for r in st):
+            top.plot(steps, [_number(r, "st_images_total") for r in st], c="grey", ls="--",
+                     lw=1, label="images seen")  # fmt: skip
         top.set(ylabel="images per log window", title="self-training: images and pixels kept")
         top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        bottom.plot(steps, [100 * r["st_pixels_frac"] for r in st], ".-", c="C2",
+        bottom.plot(steps, [100 * _number(r, "st_pixels_frac") for r in st], ".-", c="C2",
                     label="pixels kept")  # fmt: skip
         bottom.set(xlabel="step", ylabel="pixels kept (% of window)", ylim=(-2, 102))
         bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -852,13 +880,13 @@ def write_plots(run: RunLog, out: str | Path) -> list[str]:
         steps = [r["step"] for r in dd]
         ax.fill_between(
             steps,
-            [r["d_fake_p10"] for r in dd],
-            [r["d_fake_p90"] for r in dd],
+            [_number(r, "d_fake_p10") for r in dd],
+            [_number(r, "d_fake_p90") for r in dd],
             alpha=0.25,
             color="C1",
             label="D(fake) p10-p90",
         )
-        ax.plot(steps, [r["d_fake_p50"] for r in dd], c="C1", label="D(fake) median")
+        ax.plot(steps, [_number(r, "d_fake_p50") for r in dd], c="C1", label="D(fake) median")
         if any("d_real_p50" in r for r in dd):
             ax.fill_between(
                 steps,
@@ -892,6 +920,20 @@ def write_plots(run: RunLog, out: str | Path) -> list[str]:
 
 def _pct(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
+
+
+def _number(record: dict[str, Any], key: str) -> float:
+    """A finite number of ``record``, NaN when it is missing (a gap in a plotted line)."""
+    v = number_at(record, key)
+    return math.nan if v is None else v
+
+
+def _ratio(record: dict[str, Any], kept_key: str, total_key: str) -> str:
+    """``"k / N"``, ``"k"`` without a total, blank without a count."""
+    kept, total = number_at(record, kept_key), number_at(record, total_key)
+    if kept is None:
+        return ""
+    return f"{int(kept):,}" + ("" if total is None else f" / {int(total):,}")
 
 
 def _pct_or_blank(x: Any) -> str:

@@ -18,6 +18,7 @@ from s4seg.models.encoder import TimmEncoder, load_weights
 from s4seg.models.generator import HEADS, PRESETS, SegmentationGenerator, create_generator
 from s4seg.models.heads import ASPP, DeepLabV3PlusHead, PooledASPP
 from s4seg.models.inference import predict_logits, tiled_logits
+from s4seg.models.original_checkpoint import load_original_checkpoint
 from s4seg.models.pixel_discriminator import PixelDiscriminator
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "create_generator",
     "deeplabv2_resnet101",
     "discriminator_input",
+    "load_original_checkpoint",
     "load_weights",
     "mask_absent_classes",
     "one_hot_labels",

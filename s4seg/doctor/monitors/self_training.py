@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from s4seg.doctor.findings import Finding
 from s4seg.doctor.records import (
     Record,
+    count_of,
     eval_records,
     filter_text,
     fixed,
@@ -68,13 +69,23 @@ class SelfTrainingStarved:
         per_window = run[-1].get("st_images_total")
         window = run[-1].get("window_steps")
         bound = "= 0" if self.max_kept == 0 else f"<= {self.max_kept}"
+        got = " and ".join(
+            x
+            for x in (
+                count_of(
+                    run, "st_images_kept", "st_images_total", "unlabelled images", share=False
+                ),
+                count_of(run, "st_pixels_kept", "st_pixels_total", "pixels", share=False),
+            )
+            if x
+        )
+        # A log without totals (a converted log of the original code) has no per-window count.
+        of = f" (of {per_window} per window of {window} steps)" if per_window is not None else ""
         seen = (
             f"st_images_kept {bound} in every log window from step {first} to {last} "
-            f"({last - start} steps): {total_of(run, 'st_images_kept'):,} of {images:,} unlabelled "
-            f"images and {total_of(run, 'st_pixels_kept'):,} of {pixels:,} pixels got a pseudo-label. "
-            f"The count is images, not pixels: st_images_kept counts the images (of "
-            f"{per_window} per window of {window} steps) with at least one pseudo-labelled "
-            f"pixel; the pixels are st_pixels_kept."
+            f"({last - start} steps): {got} got a pseudo-label. "
+            f"The count is images, not pixels: st_images_kept counts the images{of} with at "
+            f"least one pseudo-labelled pixel; the pixels are st_pixels_kept."
         )
         if before:
             seen += f" Before step {first}: {share_kept(before[-5:])} in the last windows."
