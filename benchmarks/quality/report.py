@@ -276,6 +276,34 @@ def plot_curves(rows: list[dict[str, str]], path: Path, split: str = "1/16") -> 
     return True
 
 
+def run_history(row: dict[str, str]) -> list[dict[str, object]]:
+    """A run's CSV curves as the doctor's records: train windows (kept fraction, kept
+    accuracy) and evaluations (val mIoU)."""
+    extra = json.loads(row["extra"]) if row.get("extra") else {}
+    trains: dict[int, dict[str, object]] = {}
+    for key, name in (
+        ("kept_frac_curve", "st_pixels_frac"),
+        ("kept_accuracy_curve", "st_kept_accuracy"),
+        ("object_kept_accuracy_curve", "st_object_kept_accuracy"),
+    ):
+        for step, value in extra.get(key, []):
+            trains.setdefault(int(step), {"kind": "train", "step": int(step)})[name] = value
+    evals = [{"kind": "eval", "step": int(step), "miou": miou}
+             for step, miou in json.loads(row.get("val_curve") or "[]")]  # fmt: skip
+    return sorted([*trains.values(), *evals], key=lambda r: (r["step"], r["kind"] == "eval"))
+
+
+def collapse_findings(rows: list[dict[str, str]]) -> str:
+    """What the doctor's ``st_collapse`` monitor says of each run, from its curves."""
+    from s4seg.doctor import SelfTrainingCollapse
+
+    lines = []
+    for r in sorted(rows, key=lambda r: (r["split"], r["method"], int(r["seed"]))):
+        for finding in SelfTrainingCollapse().check(run_history(r)):
+            lines.append(f"- `{r['method']}` {r['split']} seed {r['seed']}: {finding.seen}")
+    return "\n".join(lines)
+
+
 def header(rows: list[dict[str, str]], preset: str) -> str:
     devices = sorted({r["device"] for r in rows})
     shas = sorted({r["git_sha"] for r in rows})
@@ -310,6 +338,13 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     parts = [header(rows, args.preset), table(summary)]
+    collapses = collapse_findings(rows)
+    if collapses:
+        parts += [
+            "**The doctor on these runs** (`st_collapse`, from each run's curves; "
+            "`python -m benchmarks.quality.report`):",
+            collapses,
+        ]
     converged = convergence_table(args.csv, args.preset, f"{args.preset}_x2")
     if converged:
         parts += ["**Convergence.** The bounds at the budget and at twice it:", converged]

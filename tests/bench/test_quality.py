@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -97,3 +98,22 @@ def test_a_partial_benchmark_still_plots(tmp_path) -> None:
     assert math.isnan(summary["1/16"]["fixmatch"]["full_mean"])
     report.plot(summary, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_the_doctor_reads_a_run_from_its_curves() -> None:
+    # FixMatch's shape at the converged preset: best before self-training starts, then
+    # val falls while the kept object pixels are nearly all wrong.
+    extra = {
+        "kept_frac_curve": [[s, 0.0 if s <= 1300 else 0.97] for s in range(100, 4001, 100)],
+        "object_kept_accuracy_curve": [[s, 0.1] for s in range(1400, 4001, 100)],
+    }
+    val = [[400, 0.37], [800, 0.36], [1200, 0.38], [1600, 0.22], [2000, 0.22], [2400, 0.25]]
+    row = _row("fixmatch", "1/16", 0, 0.35) | {"extra": json.dumps(extra),
+                                              "val_curve": json.dumps(val)}  # fmt: skip
+    history = report.run_history(row)
+    assert [r["step"] for r in history if r["kind"] == "eval"] == [400, 800, 1200, 1600, 2000, 2400]
+    text = report.collapse_findings([row])
+    assert text.startswith("- `fixmatch` 1/16 seed 0: val mIoU was best at step 1200 (0.3800)")
+    assert "self-training began after the best evaluation (first pixels kept at step 1400)" in text
+    healthy = _row("supervised", "1/16", 0, 0.35) | {"val_curve": json.dumps(val[:3])}
+    assert report.collapse_findings([healthy]) == ""

@@ -212,3 +212,13 @@ def collapsing(steps: int = 3000) -> list[Record]:
     history = patch(history, 0, 1000, st_object_kept_accuracy=0.8)
     history = patch(history, 1001, steps, kind="eval", miou=lambda r: 0.28 - r["step"] / 1e5)
     return patch(history, 1001, steps, kind="eval", d_auc_accuracy=0.12)
+
+
+def collapsing_at_onset(steps: int = 3000, start: int = 1000) -> list[Record]:
+    """Labels only up to ``start`` (val rising), then self-training switches on and val
+    falls at once, its kept object pixels almost never right: FixMatch's run at the
+    benchmark's converged preset (a warm-up, then a flood of background pseudo-labels)."""
+    history = healthy(steps=steps, max_steps=2 * steps)
+    history = patch(history, 0, start, st_pixels_frac=0.0, st_pixels_kept=0, st_images_kept=0)
+    history = patch(history, start + 1, steps, st_pixels_frac=0.98, st_object_kept_accuracy=0.02)
+    return patch(history, start + 1, steps, kind="eval", miou=lambda r: 0.22 + r["step"] / 1e5)

@@ -288,6 +288,22 @@ def test_collapse_names_the_signals_that_turned():
     assert finding.remedies[0].startswith("trainer.restore_best(): go back to step 1000")
 
 
+def test_collapse_when_self_training_switches_on_after_the_best_evaluation():
+    from log_streams import collapsing_at_onset
+
+    from s4seg.doctor import SelfTrainingCollapse
+
+    (finding,) = SelfTrainingCollapse().check(collapsing_at_onset())
+    assert finding.evidence["best_step"] == 1000
+    assert "self-training began after the best evaluation (first pixels kept at step" in (
+        finding.seen
+    )
+    assert "2.0% of the kept object pixels have the right label" in finding.seen
+    assert "first pseudo-labels" in finding.cause
+    assert any(r.startswith("FixMatch(start_step=0)") for r in finding.remedies)
+    assert any("DistributionAlignment()" in r for r in finding.remedies)
+
+
 def test_collapse_is_silent_while_val_rises_and_for_a_starved_gate():
     from s4seg.doctor import SelfTrainingCollapse
 

@@ -11,7 +11,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
-from log_streams import collapsing, field_report, healthy, patch
+from log_streams import collapsing, collapsing_at_onset, field_report, healthy, patch
 
 import s4seg
 from s4seg.doctor import Doctor, default_monitors, run_monitors
@@ -39,6 +39,7 @@ def scenarios():
         "lr_exhausted": healthy(steps=2000, max_steps=2000),
         "softness": patch(healthy(), 500, 2000, kind="eval", **soft),
         "collapse": collapsing(),
+        "collapse_at_onset": collapsing_at_onset(),
     }
 
 

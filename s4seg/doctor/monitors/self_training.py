@@ -272,6 +272,9 @@ class SelfTrainingCollapse:
       the latest evaluation is below ``max_auc`` (0.5 is chance);
     * the kept pseudo-labels got less right: ``st_object_kept_accuracy`` (or
       ``st_kept_accuracy``) fell by more than ``accuracy_drop`` (needs true masks).
+    * self-training began only after the best evaluation (no pixel was kept in the
+      windows up to it): val fell when the pseudo-labels arrived, the commonest
+      collapse of a warm-up schedule (``start_step``) on imbalanced classes.
 
     Args:
         min_drop: drop below the best val mIoU that counts.
@@ -305,7 +308,7 @@ class SelfTrainingCollapse:
         kept_now = numbers_of(post, "st_pixels_frac")
         if not kept_now or statistics.fmean(kept_now) < self.min_active:
             return []  # no self-training, or a starved one: not this finding
-        signals = self._signals(pre, post, evals[-1])
+        signals = self._signals(pre, post, evals[-1], trains)
         if not signals:
             return []
         seen = (
@@ -315,8 +318,13 @@ class SelfTrainingCollapse:
             + "; ".join(signals)
             + "."
         )
+        onset = any(sig.startswith("self-training began") for sig in signals)
         cause = (
-            "Confirmation bias: the model keeps training on its own pseudo-labels after "
+            "Confirmation bias from the first pseudo-labels: when self-training switched "
+            "on, the model's confident pixels were mostly of one class (background, on "
+            "most data), and at full weight they taught it that class everywhere."
+            if onset
+            else "Confirmation bias: the model keeps training on its own pseudo-labels after "
             "they stopped being better than what it already knows, and learns its "
             "mistakes; the signals above say the pseudo-labels it keeps are getting fewer "
             "or worse, or that the discriminator's score now favours the wrong ones."
@@ -327,6 +335,13 @@ class SelfTrainingCollapse:
             "PixelConfidenceFilter(0.95): keep only the most confident pixels",
             "UniMatch(): pseudo-labels from the model's weak view, three perturbed streams",
         ]
+        if onset:
+            remedies += [
+                "FixMatch(alignment=DistributionAlignment()): pseudo-labels whose class mix "
+                "follows the labelled pixels' (also on MeanTeacher and UniMatch)",
+                "FixMatch(start_step=0): self-train from the first step, as FixMatch and "
+                "UniMatch do, instead of switching a full-weight loss on mid-run",
+            ]
         return [
             Finding(
                 code=self.code,
@@ -351,9 +366,26 @@ class SelfTrainingCollapse:
             )
         ]
 
-    def _signals(self, pre: list[Record], post: list[Record], last: Record) -> list[str]:
+    def _signals(
+        self, pre: list[Record], post: list[Record], last: Record, trains: list[Record]
+    ) -> list[str]:
         out = []
         kept_pre, kept_post = numbers_of(pre, "st_pixels_frac"), numbers_of(post, "st_pixels_frac")
+        onset = _self_training_onset(trains, self.min_active)
+        best_step = pre[-1]["step"] if pre else None
+        if onset is not None and best_step is not None and onset > best_step:
+            accuracy = numbers_of(post, "st_object_kept_accuracy")
+            out.append(
+                f"self-training began after the best evaluation (first pixels kept at step "
+                f"{onset})"
+                + (
+                    f"; {100 * statistics.fmean(accuracy):.1f}% of the kept object pixels "
+                    f"have the right label in the latest windows"
+                    if accuracy
+                    else ""
+                )
+            )
+            return out  # before the onset there is nothing to compare the other signals with
         if kept_pre and kept_post:
             before, after = statistics.fmean(kept_pre), statistics.fmean(kept_post)
             if before > 0 and after < self.shrink * before:
@@ -381,3 +413,12 @@ class SelfTrainingCollapse:
                     )
                 break  # the object accuracy when there is one, else the overall one
         return out
+
+
+def _self_training_onset(trains: Sequence[Record], min_active: float) -> int | None:
+    """The step of the first log window that kept pixels, or None if none did."""
+    for r in trains:
+        frac = number_at(r, "st_pixels_frac")
+        if frac is not None and frac >= min_active:
+            return int(r["step"])
+    return None
