@@ -15,6 +15,7 @@ in logs (:class:`s4seg.ops.PseudoLabelStats` has separate image and pixel fields
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -167,9 +168,14 @@ class AndFilter:
 
     Args:
         *filters: the parts, at least one.
+        parts: more parts, after ``filters``: the keyword form, for config files
+            (``parts: [{class_path: ...}, ...]``), which cannot fill ``*filters``.
     """
 
-    def __init__(self, *filters: PseudoLabelFilter) -> None:
+    def __init__(
+        self, *filters: PseudoLabelFilter, parts: Sequence[PseudoLabelFilter] = ()
+    ) -> None:
+        filters = (*filters, *parts)
         if not filters:
             raise ValueError("AndFilter needs at least one filter, e.g. AndFilter(gate, pixel)")
         for f in filters:

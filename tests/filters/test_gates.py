@@ -90,6 +90,15 @@ def test_and_filter_combines() -> None:
     assert (stats.images_kept.item(), stats.pixels_kept.item()) == (2, 3)
 
 
+def test_and_filter_keyword_parts_are_the_same_filter() -> None:
+    # The keyword form is what a config file can fill (it cannot fill *filters).
+    gate, pix = DiscriminatorGate(0.2), PixelConfidenceFilter(0.9)
+    assert AndFilter(parts=[gate, pix]).filters == AndFilter(gate, pix).filters == (gate, pix)
+    assert AndFilter(gate, parts=[pix]).filters == (gate, pix)
+    with pytest.raises(ValueError, match="at least one"):
+        AndFilter(parts=[])
+
+
 def test_scheduled_thresholds() -> None:
     logits = torch.zeros(3, 2, 1, 1)
     d_prob = torch.tensor([0.1, 0.15, 0.3])
