@@ -20,7 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SUPPORTED_OUTPUT_STRIDES", "TimmEncoder", "check_image_batch", "load_weights"]
+__all__ = [
+    "SUPPORTED_OUTPUT_STRIDES",
+    "TimmEncoder",
+    "check_image_batch",
+    "load_weights",
+    "state_mismatches",
+]
 
 # Dilated (8, 16) or plain (32) strides; these are the values timm's CNNs accept.
 SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
@@ -55,6 +61,21 @@ def _shorten(keys: list[str]) -> str:
     shown = ", ".join(keys[:_MAX_KEYS_SHOWN])
     more = len(keys) - _MAX_KEYS_SHOWN
     return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
+
+
+def state_mismatches(
+    expected: Mapping[str, Tensor], state: Mapping[str, Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """How a state dict differs from a module's: missing keys, unexpected keys, and
+    ``"key: file (shape) vs model (shape)"`` for keys whose shapes differ; each sorted."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(state))
+        if state[k].shape != expected[k].shape
+    ]
+    return missing, unexpected, mismatched
 
 
 def load_weights(module: nn.Module, checkpoint_path: str | os.PathLike[str]) -> None:
@@ -95,14 +116,7 @@ def load_weights(module: nn.Module, checkpoint_path: str | os.PathLike[str]) -> 
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
 
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(state))
-        if state[k].shape != expected[k].shape
-    ]
+    missing, unexpected, mismatched = state_mismatches(module.state_dict(), state)
     if missing or unexpected or mismatched:
         raise ValueError(
             f"{str(path)!r} does not match {type(module).__name__}: "

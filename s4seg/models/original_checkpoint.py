@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from s4seg.models.encoder import state_mismatches
+
 __all__ = ["load_original_checkpoint", "original_discriminator_keys", "original_generator_keys"]
 
 _HEAD = "layer5."
@@ -135,13 +137,7 @@ def _load(module: nn.Module, state: dict[str, Tensor], path: Path, fix: str) -> 
     for key in expected:
         if key.endswith(_BN_COUNTER) and key not in state:
             state[key] = expected[key]
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
-        for k in sorted(set(expected) & set(state))
-        if state[k].shape != expected[k].shape
-    ]
+    missing, unexpected, mismatched = state_mismatches(expected, state)
     if missing or unexpected or mismatched:
         parts = []
         if missing:
