@@ -12,16 +12,25 @@ their validation curves on one plot (``val_miou.png``).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s4seg.doctor.cells import (
+    fmt,
+    iou_at,
+    iou_cell,
+    markdown_table,
+    pct,
+    pct_or_blank,
+    ratio,
+)
+from s4seg.doctor.comparison import render_comparison, write_comparison_plot
 from s4seg.doctor.findings import Finding
 from s4seg.doctor.monitors import Monitor, default_monitors, run_monitors
+from s4seg.doctor.plots import write_plots
 from s4seg.doctor.records import (
     LN2,
     LOSSES,
@@ -37,7 +46,7 @@ from s4seg.doctor.records import (
     stuck_classes,
     train_records,
 )
-from s4seg.jsonl import read_jsonl
+from s4seg.doctor.run_log import RunLog, find_runs, load_run
 
 __all__ = [
     "RunLog",
@@ -51,70 +60,7 @@ __all__ = [
     "write_reports",
 ]
 
-PLOTS = ("losses.png", "miou.png", "st_kept.png", "d_scores.png")
 AUC_KEYS = ("d_auc_accuracy", "d_auc_object_accuracy", "d_auc_entropy", "d_auc_real_fake")
-
-
-@dataclass
-class RunLog:
-    """What a run folder holds, read tolerantly.
-
-    Attributes:
-        run_dir: the run folder.
-        records: ``metrics.jsonl`` records in file order.
-        config: ``config.json`` (``{"trainer": ..., "method": ..., "parts": ...}``), or None.
-        doctor: ``doctor.jsonl`` entries (findings and actions), or [].
-        skipped: ``"file:line"`` of lines that could not be read.
-    """
-
-    run_dir: Path
-    records: list[dict[str, Any]]
-    config: dict[str, Any] | None = None
-    doctor: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-    @property
-    def history(self) -> list[dict[str, Any]]:
-        """The records the monitors read: the config first, then the log."""
-        head = [{"kind": "config", **self.config}] if self.config else []
-        return head + self.records
-
-
-def load_run(run_dir: str | Path) -> RunLog:
-    """Read a run folder written by :func:`s4seg.callbacks.default_callbacks`."""
-    run_dir = Path(run_dir)
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.is_file():
-        raise FileNotFoundError(
-            f"no metrics.jsonl in {run_dir}: pass the run folder given to default_callbacks "
-            f"(or JSONLLogger), or a folder that holds such run folders"
-        )
-    bad: list[int] = []
-    records = read_jsonl(metrics, skipped=bad)
-    run = RunLog(run_dir, records, skipped=[f"metrics.jsonl:{n}" for n in bad])
-    config_path = run_dir / "config.json"
-    if config_path.is_file():
-        try:
-            run.config = json.loads(config_path.read_text())
-        except json.JSONDecodeError:
-            run.skipped.append("config.json")
-    doctor_path = run_dir / "doctor.jsonl"
-    if doctor_path.is_file():
-        bad = []
-        run.doctor = read_jsonl(doctor_path, skipped=bad)
-        run.skipped += [f"doctor.jsonl:{n}" for n in bad]
-    return run
-
-
-def find_runs(folder: str | Path) -> list[Path]:
-    """The run folders (those that hold ``metrics.jsonl``) in ``folder`` or below it, sorted.
-
-    ``folder`` itself when it is a run folder.
-    """
-    folder = Path(folder)
-    if (folder / "metrics.jsonl").is_file():
-        return [folder]
-    return sorted(p.parent for p in folder.rglob("metrics.jsonl") if p.is_file())
 
 
 def write_report(
@@ -223,16 +169,6 @@ def merge_findings(offline: list[Finding], doctor: list[dict[str, Any]]) -> list
 
 
 # ---------------------------------------------------------------------- markdown
-def _fmt(value: Any, digits: int = 3) -> str:
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
-    return str(value)
-
-
 def _nice(x: float) -> int:
     """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= x (an integer >= 1)."""
     if x <= 1:
@@ -263,12 +199,6 @@ def _sample(records: list[dict[str, Any]], n: int = 12) -> list[dict[str, Any]]:
     return [records[i] for i in idx]
 
 
-def _table(header: Sequence[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _trend(trains: list[dict[str, Any]], key: str) -> str | None:
     points = [(r["step"], r[key]) for r in trains if isinstance(r.get(key), (int, float))]
     if not points:
@@ -276,8 +206,8 @@ def _trend(trains: list[dict[str, Any]], key: str) -> str | None:
     lo = min(points, key=lambda p: p[1])
     hi = max(points, key=lambda p: p[1])
     return (
-        f"- `{key}`: {_fmt(points[0][1])} at step {points[0][0]} -> {_fmt(points[-1][1])} at "
-        f"step {points[-1][0]} (min {_fmt(lo[1])} at step {lo[0]}, max {_fmt(hi[1])} at step "
+        f"- `{key}`: {fmt(points[0][1])} at step {points[0][0]} -> {fmt(points[-1][1])} at "
+        f"step {points[-1][0]} (min {fmt(lo[1])} at step {lo[0]}, max {fmt(hi[1])} at step "
         f"{hi[0]})"
     )
 
@@ -417,12 +347,12 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
                     "" if prev is None else f"{e['miou'] - prev['miou']:+.4f}",
                     f"{e['miou'] - best_so_far:+.4f}",
                     f"{sum(window) / len(window):.4f}" if window else "",
-                    _fmt(e.get("pixel_acc"), 4),
+                    fmt(e.get("pixel_acc"), 4),
                 ]
             )
             prev = e
         out.append(
-            _table(
+            markdown_table(
                 ["step", "val mIoU", "change", "vs best so far", "train mIoU", "pixel acc"], rows
             )
         )
@@ -439,9 +369,9 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
         keys = [k for k in LOSSES if any(k in r for r in trains)]
         out += [
             "",
-            _table(
+            markdown_table(
                 ["step", *keys],
-                [[str(r["step"]), *[_fmt(r.get(k)) for k in keys]] for r in _sample(trains)],
+                [[str(r["step"]), *[fmt(r.get(k)) for k in keys]] for r in _sample(trains)],
             ),
         ]
 
@@ -454,18 +384,18 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
             rows.append(
                 [
                     str(r["step"]),
-                    _ratio(r, "st_images_kept", "st_images_total"),
-                    _fmt(r.get("gate_images_passed")),
-                    _ratio(r, "st_pixels_kept", "st_pixels_total"),
-                    _pct_or_blank(r.get("st_pixels_frac")),
-                    _fmt(r.get("gate_threshold"), 2),
-                    _fmt(r.get("pixel_threshold"), 2),
+                    ratio(r, "st_images_kept", "st_images_total"),
+                    fmt(r.get("gate_images_passed")),
+                    ratio(r, "st_pixels_kept", "st_pixels_total"),
+                    pct_or_blank(r.get("st_pixels_frac")),
+                    fmt(r.get("gate_threshold"), 2),
+                    fmt(r.get("pixel_threshold"), 2),
                 ]
             )
             if measured:
                 rows[-1] += [
-                    _pct_or_blank(r.get("st_kept_accuracy")),
-                    _pct_or_blank(r.get("st_object_kept_accuracy")),
+                    pct_or_blank(r.get("st_kept_accuracy")),
+                    pct_or_blank(r.get("st_object_kept_accuracy")),
                 ]
         got = " and ".join(
             x
@@ -484,8 +414,8 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
             out += [
                 "",
                 f"Measured against the unlabelled images' true masks: "
-                f"{_pct(correct, kept)} of the kept pixels had the right label, and "
-                f"{_pct(obj_c, obj_k)} of the kept object pixels (true class not background).",
+                f"{pct(correct, kept)} of the kept pixels had the right label, and "
+                f"{pct(obj_c, obj_k)} of the kept object pixels (true class not background).",
             ]
         headers = [
             "step",
@@ -498,7 +428,7 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
         ]
         if measured:
             headers += ["kept pixels right", "kept object pixels right"]
-        out += ["", _table(headers, rows)]
+        out += ["", markdown_table(headers, rows)]
     else:
         out.append("No self-training in this run (supervised, or no record yet).")
 
@@ -512,16 +442,16 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
         )
         out += [
             "",
-            _table(
+            markdown_table(
                 ["step", "loss_d", "D(real) p50", "D(fake) p10", "D(fake) p50", "D(fake) p90"],
                 [
                     [
                         str(r["step"]),
-                        _fmt(r.get("loss_d")),
-                        _fmt(r.get("d_real_p50")),
-                        _fmt(r.get("d_fake_p10")),
-                        _fmt(r.get("d_fake_p50")),
-                        _fmt(r.get("d_fake_p90")),
+                        fmt(r.get("loss_d")),
+                        fmt(r.get("d_real_p50")),
+                        fmt(r.get("d_fake_p10")),
+                        fmt(r.get("d_fake_p50")),
+                        fmt(r.get("d_fake_p90")),
                     ]
                     for r in _sample(dd)
                 ],
@@ -550,20 +480,6 @@ def render_report(run: RunLog, findings: list[Finding], plots: Sequence[str] = (
     return "\n".join(out).rstrip() + "\n"
 
 
-def _iou_at(e: dict[str, Any], c: int) -> float | None:
-    iou = e.get("iou")
-    if not isinstance(iou, list) or c >= len(iou):
-        return None
-    v = iou[c]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
-
-
-def _iou_cell(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
-
-
 def _per_class_section(evals: list[dict[str, Any]]) -> list[str]:
     with_iou = [e for e in evals if isinstance(e.get("iou"), list) and e["iou"]]
     if not with_iou:
@@ -579,12 +495,12 @@ def _per_class_section(evals: list[dict[str, Any]]) -> list[str]:
         columns.append((f"step {last['step']} (last)", last))
     rows = []
     for c in range(classes):
-        values = [v for v in (_iou_at(e, c) for e in with_iou) if v is not None]
+        values = [v for v in (iou_at(e, c) for e in with_iou) if v is not None]
         rows.append(
             [
                 str(c),
-                *[_iou_cell(_iou_at(e, c)) for _, e in columns],
-                _iou_cell(max(values) if values else None),
+                *[iou_cell(iou_at(e, c)) for _, e in columns],
+                iou_cell(max(values) if values else None),
                 "**not learnt**" if c in stuck else "",
             ]
         )
@@ -593,7 +509,7 @@ def _per_class_section(evals: list[dict[str, Any]]) -> list[str]:
         f"class at or below {STUCK_IOU} at every evaluation has not been learnt; n/a: in "
         f"neither the ground truth nor the prediction.",
         "",
-        _table(["class", *[name for name, _ in columns], "best over the run", ""], rows),
+        markdown_table(["class", *[name for name, _ in columns], "best over the run", ""], rows),
     ]
 
 
@@ -612,15 +528,15 @@ def _auc_section(
         "softness), `d_auc_real_fake` ground truth against predictions. Over few images an "
         "AUC moves in coarse steps.",
         "",
-        _table(
+        markdown_table(
             ["step", *[f"`{k}`" for k in AUC_KEYS], "D(real) mean", "D(fake) mean", "images"],
             [
                 [
                     str(e["step"]),
-                    *[_fmt(number_at(e, k), 2) for k in AUC_KEYS],
-                    _fmt(number_at(e, "diag_d_real_mean")),
-                    _fmt(number_at(e, "diag_d_fake_mean")),
-                    _fmt(int(v) if (v := number_at(e, "diag_images")) is not None else None),
+                    *[fmt(number_at(e, k), 2) for k in AUC_KEYS],
+                    fmt(number_at(e, "diag_d_real_mean")),
+                    fmt(number_at(e, "diag_d_fake_mean")),
+                    fmt(int(v) if (v := number_at(e, "diag_images")) is not None else None),
                 ]
                 for e in recs
             ],
@@ -648,293 +564,3 @@ def _auc_section(
 
 def _prev_step(prev: dict[str, Any] | None) -> float:
     return -math.inf if prev is None else prev["step"]
-
-
-def render_comparison(
-    folder: str | Path, runs: Sequence[tuple[RunLog, list[Finding], str]], plots: Sequence[str] = ()
-) -> str:
-    """The markdown text of the comparison of ``runs``: (log, findings, name) each."""
-    out = [f"# Comparison of runs: `{Path(folder).name}`", ""]
-    names = [name for _, _, name in runs]
-    out.append(f"- {len(runs)} runs in `{folder}`: {', '.join(f'`{n}`' for n in names)}.")
-    stuck = [stuck_classes(run.history) for run, _, _ in runs]
-    everywhere = sorted(set.intersection(*(set(s) for s in stuck))) if stuck else []
-    if everywhere:
-        which = "; ".join(
-            f"class {c} (best {', '.join(f'{s[c]:.3f}' for s in stuck)})" for c in everywhere
-        )
-        out.append(
-            f"- **Classes not learnt in any run** (val IoU at most {STUCK_IOU} at every "
-            f"evaluation of every run): {which}. Every run's mIoU averages them in."
-        )
-    out += ["", "## Validation mIoU", ""]
-    rows = []
-    for run, findings, name in runs:
-        evals = eval_records(run.records)
-        method = (run.config or {}).get("method")
-        label = method.get("name") if isinstance(method, dict) else method
-        steps = max([r["step"] for r in run.records if "step" in r], default=0)
-        counts = [sum(f.severity == s for f in findings) for s in ("critical", "warning", "info")]
-        if evals:
-            best = max(evals, key=lambda e: e["miou"])
-            cells = [
-                f"{best['miou']:.4f} ({best['step']})",
-                f"{evals[-1]['miou']:.4f} ({evals[-1]['step']})",
-                f"{evals[-1]['miou'] - best['miou']:+.4f}",
-            ]
-        else:
-            cells = ["", "", ""]
-        rows.append(
-            [
-                f"[`{name}`]({name}/report.md)",
-                str(label or ""),
-                str(steps),
-                *cells,
-                f"{counts[0]} / {counts[1]} / {counts[2]}",
-            ]
-        )
-    out.append(
-        _table(
-            [
-                "run",
-                "method",
-                "last step",
-                "best val mIoU (step)",
-                "final val mIoU (step)",
-                "final - best",
-                "findings (critical / warning / info)",
-            ],
-            rows,
-        )
-    )
-    lasts = [_last_iou(run) for run, _, _ in runs]
-    classes = max((len(v) for v in lasts if v), default=0)
-    if classes:
-        out += [
-            "",
-            "## Per-class IoU at the last evaluation",
-            "",
-            _table(
-                ["class", *[f"`{n}`" for n in names]],
-                [
-                    [str(c) + (" (not learnt anywhere)" if c in everywhere else "")]
-                    + [
-                        _iou_cell(v[c] if v and c < len(v) and math.isfinite(v[c]) else None)
-                        for v in lasts
-                    ]
-                    for c in range(classes)
-                ],
-            ),
-        ]
-    auc_rows = []
-    for run, _, name in runs:
-        acc = numbers_of(eval_records(run.records), "d_auc_accuracy")
-        ent = numbers_of(eval_records(run.records), "d_auc_entropy")
-        if acc or ent:
-            auc_rows.append([f"`{name}`", _span(acc), _span(ent)])
-    if auc_rows:
-        out += [
-            "",
-            "## Does the discriminator's score track correctness?",
-            "",
-            "Over each run's evaluations, first to last (0.5: no relation; see each run's "
-            "report for the numbers per evaluation).",
-            "",
-            _table(["run", "`d_auc_accuracy`", "`d_auc_entropy`"], auc_rows),
-        ]
-    out += ["", "## Findings", ""]
-    for _run, findings, name in runs:
-        if findings:
-            out.append(f"- `{name}`:")
-            out += [f"  - {f.severity}: `{f.code}`: {f.title} ({f.steps()})" for f in findings]
-        else:
-            out.append(f"- `{name}`: no finding.")
-    if plots:
-        out += ["", "## Plots", ""]
-        out += [f"![{Path(p).stem}]({p})" for p in plots]
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _last_iou(run: RunLog) -> list[float] | None:
-    evals = [e for e in eval_records(run.records) if isinstance(e.get("iou"), list)]
-    if not evals:
-        return None
-    return [float(v) if isinstance(v, (int, float)) else math.nan for v in evals[-1]["iou"]]
-
-
-def _span(values: list[float]) -> str:
-    if not values:
-        return ""
-    return f"{values[0]:.2f} -> {values[-1]:.2f} (min {min(values):.2f}, max {max(values):.2f})"
-
-
-# ---------------------------------------------------------------------- plots
-def write_comparison_plot(
-    runs: Sequence[RunLog], out: str | Path, names: Sequence[str] | None = None
-) -> str | None:
-    """``val_miou.png``: every run's validation mIoU on one plot; its name, or None.
-
-    Args:
-        runs: the runs.
-        out: the folder to write to.
-        names: the legend's name of each run (default: its folder's name).
-    """
-    labels = list(names) if names is not None else [run.run_dir.name for run in runs]
-    curves = [(label, eval_records(run.records)) for label, run in zip(labels, runs, strict=True)]
-    curves = [(name, evals) for name, evals in curves if evals]
-    if not curves:
-        return None
-    from matplotlib.figure import Figure  # imported only when plotting; no pyplot state
-
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
-    for i, (name, evals) in enumerate(curves):
-        color = f"C{i % 10}"
-        ax.plot([e["step"] for e in evals], [e["miou"] for e in evals], "o-", c=color, label=name)
-        best = max(evals, key=lambda e: e["miou"])
-        ax.plot([best["step"]], [best["miou"]], "*", ms=13, c=color)
-    ax.set(xlabel="step", ylabel="val mIoU", title="validation mIoU (star: each run's best)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(Path(out) / "val_miou.png", dpi=100)
-    return "val_miou.png"
-
-
-def write_plots(run: RunLog, out: str | Path) -> list[str]:
-    """Write the PNG plots that have data; returns their file names."""
-    from matplotlib.figure import Figure  # imported only when plotting; no pyplot state
-
-    out = Path(out)
-    trains, evals = train_records(run.records), eval_records(run.records)
-    written = []
-
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=100)
-        written.append(name)
-
-    keys = [k for k in LOSSES if any(isinstance(r.get(k), (int, float)) for r in trains)]
-    if keys:
-        cols = min(len(keys), 2)
-        rows = math.ceil(len(keys) / cols)
-        fig = Figure(figsize=(5 * cols, 3.2 * rows))
-        axes = fig.subplots(rows, cols, squeeze=False).ravel()
-        for ax in axes[len(keys) :]:
-            ax.set_visible(False)
-        for ax, key in zip(axes, keys, strict=False):
-            pts = [(r["step"], r[key]) for r in trains if isinstance(r.get(key), (int, float))]
-            ax.plot(*zip(*pts, strict=True), lw=1)
-            if key == "loss_d":
-                ax.axhline(LN2, ls="--", c="grey", lw=0.8, label="ln 2")
-                ax.legend(fontsize=8)
-            ax.set(title=key, xlabel="step", ylabel="loss (window mean)")
-        save(fig, "losses.png")
-
-    if evals or any("train_miou" in r for r in trains):
-        fig = Figure(figsize=(6, 3.5))
-        ax = fig.subplots()
-        pts = [(r["step"], v) for r in trains if (v := number_at(r, "train_miou")) is not None]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), lw=1, alpha=0.6, label="train mIoU (log window)")
-        if evals:
-            ax.plot([e["step"] for e in evals], [e["miou"] for e in evals], "o-", label="val mIoU")
-            best = max(evals, key=lambda e: e["miou"])
-            ax.plot([best["step"]], [best["miou"]], "*", ms=14, c="C3", label="best")
-        ax.set(xlabel="step", ylabel="mIoU", title="mIoU")
-        ax.legend(fontsize=8)
-        save(fig, "miou.png")
-
-    st = [r for r in trains if "st_images_kept" in r]
-    if st:
-        fig = Figure(figsize=(7.5, 5))
-        top, bottom = fig.subplots(2, 1, sharex=True)
-        steps = [r["step"] for r in st]
-        # Under a plain gate every image past it is kept, so the two lines coincide: the
-        # past-gate line is drawn wide and pale beneath the kept one, so both stay visible.
-        if any("gate_images_passed" in r for r in st):
-            top.plot(
-                steps,
-                [r.get("gate_images_passed", math.nan) for r in st],
-                c="C1",
-                lw=5,
-                alpha=0.35,
-                label="images past the gate",
-            )
-        top.plot(steps, [_number(r, "st_images_kept") for r in st], "o-", c="C0", ms=3, lw=1.2,
-                 label="images kept (>= 1 pixel)")  # fmt: skip
-        if any("st_images_total" in r for r in st):
-            top.plot(steps, [_number(r, "st_images_total") for r in st], c="grey", ls="--",
-                     lw=1, label="images seen")  # fmt: skip
-        top.set(ylabel="images per log window", title="self-training: images and pixels kept")
-        top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        bottom.plot(steps, [100 * _number(r, "st_pixels_frac") for r in st], ".-", c="C2",
-                    label="pixels kept")  # fmt: skip
-        bottom.set(xlabel="step", ylabel="pixels kept (% of window)", ylim=(-2, 102))
-        bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        save(fig, "st_kept.png")
-
-    dd = [r for r in trains if "d_fake_p50" in r]
-    if dd:
-        fig = Figure(figsize=(8, 3.5))
-        ax = fig.subplots()
-        steps = [r["step"] for r in dd]
-        ax.fill_between(
-            steps,
-            [_number(r, "d_fake_p10") for r in dd],
-            [_number(r, "d_fake_p90") for r in dd],
-            alpha=0.25,
-            color="C1",
-            label="D(fake) p10-p90",
-        )
-        ax.plot(steps, [_number(r, "d_fake_p50") for r in dd], c="C1", label="D(fake) median")
-        if any("d_real_p50" in r for r in dd):
-            ax.fill_between(
-                steps,
-                [r.get("d_real_p10", math.nan) for r in dd],
-                [r.get("d_real_p90", math.nan) for r in dd],
-                alpha=0.2,
-                color="C0",
-                label="D(real) p10-p90",
-            )
-            ax.plot(
-                steps, [r.get("d_real_p50", math.nan) for r in dd], c="C0", label="D(real) median"
-            )
-        if any("gate_threshold" in r for r in dd):
-            ax.plot(
-                steps,
-                [r.get("gate_threshold", math.nan) for r in dd],
-                "k--",
-                lw=0.8,
-                label="gate threshold",
-            )
-        ax.set(
-            xlabel="step",
-            ylabel="discriminator probability",
-            ylim=(-0.02, 1.02),
-            title="discriminator scores per image",
-        )
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        save(fig, "d_scores.png")
-    return written
-
-
-def _pct(part: float, whole: float) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
-
-
-def _number(record: dict[str, Any], key: str) -> float:
-    """A finite number of ``record``, NaN when it is missing (a gap in a plotted line)."""
-    v = number_at(record, key)
-    return math.nan if v is None else v
-
-
-def _ratio(record: dict[str, Any], kept_key: str, total_key: str) -> str:
-    """``"k / N"``, ``"k"`` without a total, blank without a count."""
-    kept, total = number_at(record, kept_key), number_at(record, total_key)
-    if kept is None:
-        return ""
-    return f"{int(kept):,}" + ("" if total is None else f" / {int(total):,}")
-
-
-def _pct_or_blank(x: Any) -> str:
-    return f"{100 * x:.1f}%" if isinstance(x, (int, float)) and math.isfinite(x) else ""
