@@ -331,6 +331,8 @@ class ConfigSaver(Callback):
         self.run_dir, self.extra = Path(run_dir), extra
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        # A kill mid-write of an earlier start left its temporary file: remove it first.
+        remove_orphans(self.run_dir / "config.json")
         save_config(self.run_dir, trainer, self.extra)
 
 

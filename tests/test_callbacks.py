@@ -90,3 +90,19 @@ def test_progress_bar_reports_evaluations(tmp_path):
 def test_default_callbacks_make_a_run_folder(tmp_path):
     names = [type(cb).__name__ for cb in default_callbacks(tmp_path, progress=False)]
     assert names == ["ConfigSaver", "JSONLLogger", "TensorBoardLogger", "Checkpointer"]
+
+
+def test_config_saver_removes_the_temporary_file_of_a_killed_write(tmp_path) -> None:
+    # Found by the random kill test: a kill inside the config.json write left its
+    # temporary file, and only the log and checkpoint writers cleaned theirs.
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    tmp_path.mkdir(exist_ok=True)
+    orphan = tmp_path / f".config.json.{int(dead.stdout)}-0123abcd.tmp"
+    orphan.write_text("{")
+    make_trainer([ConfigSaver(tmp_path)], max_steps=1).fit()
+    assert not orphan.exists()
+    assert json.loads((tmp_path / "config.json").read_text())["trainer"]["max_steps"] == 1

@@ -88,7 +88,7 @@ def run(
     print_config: bool = False,
 ) -> int:
     """Train (or resume) the run the config describes; returns the exit status."""
-    from s4seg.atomic import write_atomic
+    from s4seg.atomic import remove_orphans, write_atomic
     from s4seg.callbacks import default_callbacks
     from s4seg.cli.config_parser import dump_config, parse_config
     from s4seg.cli.data_config import build_data, build_loaders
@@ -149,6 +149,7 @@ def run(
     def write(f: Any) -> None:
         f.write(text)
 
+    remove_orphans(run_dir / "config.yaml")  # the temporary file of a killed earlier start
     write_atomic(run_dir / "config.yaml", write, binary=False)
     try:
         trainer.fit()
