@@ -143,6 +143,9 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         return s4seg.Supervised()
     if name == "s4gan":
         return s4gan_variant(preset, "published", classes)
+    if name == "s4gan_mlmt":  # the published S4GAN with the paper's MLMT branch
+        return s4seg.methods.MLMT(s4gan_variant(preset, "published", classes),
+                                  classifier_name=preset.backbone)  # fmt: skip
     if name.startswith("s4gan_"):
         return s4gan_variant(preset, name.removeprefix("s4gan_"), classes)
     if name == "advsemiseg":
@@ -180,9 +183,6 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
             brightness=0.2, contrast=0.2, saturation=0.0, grayscale_p=0.0
         )
         return s4seg.FixMatch(views=s4seg.data.WeakStrongViews(strong=strong), **teacher)
-    if name == "s4gan_mlmt":  # the published S4GAN with the paper's MLMT branch
-        return s4seg.methods.MLMT(s4gan_variant(preset, "published", classes),
-                                  classifier_name=preset.backbone)  # fmt: skip
     raise ValueError(f"unknown benchmark method {name!r}; known: {METHODS}")
 
 

@@ -117,3 +117,10 @@ def test_the_doctor_reads_a_run_from_its_curves() -> None:
     assert "self-training began after the best evaluation (first pixels kept at step 1400)" in text
     healthy = _row("supervised", "1/16", 0, 0.35) | {"val_curve": json.dumps(val[:3])}
     assert report.collapse_findings([healthy]) == ""
+
+
+@pytest.mark.parametrize("name", run.METHODS)
+def test_every_benchmark_method_builds(name: str) -> None:
+    # s4gan_mlmt once fell into the s4gan_<gate> branch and failed mid-protocol.
+    method = run.build_method(name, run.PRESETS["quick"], classes=6)
+    assert method.name
