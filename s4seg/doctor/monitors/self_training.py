@@ -339,8 +339,6 @@ class SelfTrainingCollapse:
             remedies += [
                 "FixMatch(alignment=DistributionAlignment()): pseudo-labels whose class mix "
                 "follows the labelled pixels' (also on MeanTeacher and UniMatch)",
-                "FixMatch(start_step=0): self-train from the first step, as FixMatch and "
-                "UniMatch do, instead of switching a full-weight loss on mid-run",
             ]
         return [
             Finding(
