@@ -14,6 +14,7 @@ verbatim), nor is the quickstart (tests/test_quickstart.py runs it).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -334,7 +335,9 @@ def test_own_data_commands(tmp_path):
     assert len(list((tmp_path / "predictions").glob("*.png"))) == 8
     sh.run(report)
     assert (tmp_path / "runs/cpu_small/report.md").exists()
-    assert "wrote model.onnx" in sh.run(export)
+    # The export needs the export extra (onnx, onnxruntime); CI's second stage has it.
+    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime"):
+        assert "wrote model.onnx" in sh.run(export)
 
 
 def test_threshold_schedules_recipe(tmp_path):
