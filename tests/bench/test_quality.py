@@ -20,18 +20,22 @@ def _row(method: str, split: str, seed: int, test: float) -> dict[str, object]:
     }  # fmt: skip
 
 
+def _write_csv(tmp_path, rows) -> object:
+    path = tmp_path / "r.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=run.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def test_summary_gap_recovered_and_paired_deltas(tmp_path) -> None:
     rows = [
         _row("full", "full", 0, 0.50), _row("full", "full", 1, 0.50),
         _row("supervised", "1/16", 0, 0.30), _row("supervised", "1/16", 1, 0.34),
         _row("s4gan_static", "1/16", 0, 0.36), _row("s4gan_static", "1/16", 1, 0.32),
     ]  # fmt: skip
-    path = tmp_path / "r.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=run.FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    summary = report.summarise(report.read_rows(path, "default"))
+    summary = report.summarise(report.read_rows(_write_csv(tmp_path, rows), "default"))
     s4 = summary["1/16"]["s4gan_static"]
     # Means 0.34 vs 0.32 against full 0.50: (0.34 - 0.32) / (0.50 - 0.32) = 1/9.
     assert s4["mean"] == pytest.approx(0.34)
@@ -89,12 +93,7 @@ def test_convergence_and_calibration_tables(tmp_path) -> None:
 def test_a_partial_benchmark_still_plots(tmp_path) -> None:
     # Mid-run, before any full-supervision row: the plot draws what there is.
     rows = [_row("supervised", "1/16", 0, 0.30), _row("fixmatch", "1/16", 0, 0.31)]
-    path = tmp_path / "r.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=run.FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    summary = report.summarise(report.read_rows(path, "default"))
+    summary = report.summarise(report.read_rows(_write_csv(tmp_path, rows), "default"))
     assert math.isnan(summary["1/16"]["fixmatch"]["full_mean"])
     report.plot(summary, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
