@@ -115,7 +115,7 @@ class AdvSemiSeg(AdversarialMethod):
             ctx, logits_u, pixel_scores=d_conf, true_mask=batch_u.get("true_mask")
         )
         loss_adv = self.lambda_adv_labelled * loss_adv_l + self.lambda_adv_unlabelled * loss_adv_u
-        loss = loss_ce + loss_adv + self.self_training.lambda_st * loss_st
+        loss = loss_ce + loss_adv + self.self_training.weight(ctx.step) * loss_st
         # The mean confidence of each image's map: one score per image, as S4GAN logs.
         logs.update(loss_adv=loss_adv.detach(), d_fake=d_conf.flatten(1).mean(dim=1))
         return StepOutput(loss, logs, carry=(probs_l.detach(), probs_u.detach(), mask))

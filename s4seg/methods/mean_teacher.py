@@ -42,6 +42,8 @@ class MeanTeacher(Method):
         lambda_st: weight of self-training.
         start_step: no self-training before this step (the student learns from the
             labels first, so the teacher has something to teach).
+        ramp: a schedule in [0, 1] of the steps since ``start_step`` that multiplies
+            ``lambda_st`` (see :class:`~s4seg.methods.self_training.SelfTraining`).
         normalize: how the self-training loss is averaged (see
             :class:`~s4seg.methods.self_training.SelfTraining`).
         decay: EMA decay of the teacher (None: ``min(1 - 1/(t+1), max_decay)``).
@@ -62,6 +64,7 @@ class MeanTeacher(Method):
         pseudo_filter: PseudoLabelFilter | None = None,
         lambda_st: float = 1.0,
         start_step: int = 0,
+        ramp: Schedule | None = None,
         normalize: str = "selected",
         decay: float | Schedule | None = None,
         max_decay: float = 0.999,
@@ -75,6 +78,7 @@ class MeanTeacher(Method):
             pseudo_filter or PixelConfidenceFilter(threshold),
             lambda_st=lambda_st,
             start_step=start_step,
+            ramp=ramp,
             normalize=normalize,
             alignment=alignment,
         )
@@ -128,7 +132,7 @@ class MeanTeacher(Method):
         loss_st, logs = self.self_training(
             ctx, student_logits, teacher_logits=teacher_logits, true_mask=true_u
         )
-        return StepOutput(loss_ce + self.self_training.lambda_st * loss_st, logs)
+        return StepOutput(loss_ce + self.self_training.weight(ctx.step) * loss_st, logs)
 
     def update(self, ctx: StepContext, output: StepOutput) -> dict[str, Any]:
         self.teacher.update(ctx.generator, ctx.step)

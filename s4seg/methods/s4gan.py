@@ -155,7 +155,7 @@ class S4GAN(AdversarialMethod):
         loss_st, logs = self.self_training(
             ctx, logits_u, image_scores=d_fake, true_mask=batch_u.get("true_mask")
         )
-        loss = loss_ce + self.lambda_fm * loss_fm + self.self_training.lambda_st * loss_st
+        loss = loss_ce + self.lambda_fm * loss_fm + self.self_training.weight(ctx.step) * loss_st
         logs.update(loss_fm=loss_fm.detach(), d_fake=d_fake)
         return StepOutput(loss, logs, carry=(probs_u.detach(), img_u, real_in))
 

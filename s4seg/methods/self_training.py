@@ -14,6 +14,7 @@ from s4seg.losses import SelfTrainingLoss
 from s4seg.methods.base import StepContext
 from s4seg.ops import PseudoLabelStats
 from s4seg.ops.reference import NORMALIZATIONS
+from s4seg.schedules import Schedule
 
 __all__ = ["SelfTraining"]
 
@@ -42,8 +43,13 @@ class SelfTraining:
 
     Args:
         pseudo_filter: decides which images and pixels teach.
-        lambda_st: the weight of the term in the generator's loss (the method applies it).
+        lambda_st: the weight of the term in the generator's loss (the method applies
+            :meth:`weight`).
         start_step: the first step with self-training.
+        ramp: a schedule in [0, 1] of the steps since ``start_step`` that multiplies
+            ``lambda_st`` (None: the full weight at once). ``schedules.Cosine(0, 1,
+            steps=n)`` is the mean teacher's ramp-up: a student that has learnt from
+            labels alone is not hit by a full-weight term on its first pseudo-labels.
         normalize: divide the summed loss by the ``"selected"`` pixels (S4GAN), the
             ``"valid"`` pixels (UniMatch and its FixMatch) or ``"all"`` pixels.
         background_index: the class that is not an object, for the object-pixel
@@ -59,6 +65,7 @@ class SelfTraining:
         *,
         lambda_st: float = 1.0,
         start_step: int = 0,
+        ramp: Schedule | None = None,
         normalize: str = "selected",
         background_index: int | None = 0,
         alignment: DistributionAlignment | None = None,
@@ -73,6 +80,9 @@ class SelfTraining:
         self.pseudo_filter = pseudo_filter
         self.lambda_st = check_real(lambda_st, "lambda_st", low=0.0, hint="0 turns it off")
         self.start_step = check_count(start_step, "start_step")
+        if ramp is not None and not callable(ramp):
+            raise TypeError(f"ramp must be a Schedule (s4seg.schedules) or None, got {ramp!r}")
+        self.ramp = ramp
         self.normalize = normalize
         self.background_index = background_index
         self.alignment = alignment
@@ -90,6 +100,18 @@ class SelfTraining:
     def active(self, step: int) -> bool:
         """Whether self-training runs at ``step``."""
         return step >= self.start_step
+
+    def weight(self, step: int) -> float:
+        """The term's weight at ``step``: ``lambda_st``, times the ramp once active."""
+        if self.ramp is None or not self.active(step):
+            return self.lambda_st
+        factor = float(self.ramp(step - self.start_step))
+        if not 0.0 <= factor <= 1.0:  # also rejects NaN
+            raise ValueError(
+                f"ramp gave {factor} at step {step}; a ramp multiplies lambda_st and must stay "
+                f"in [0, 1]"
+            )
+        return self.lambda_st * factor
 
     def __call__(
         self,
@@ -138,6 +160,8 @@ class SelfTraining:
                 logs["gate_images_passed"] = decision.image_keep.sum()
                 logs["gate_images_total"] = decision.image_keep.numel()
             logs["pixel_threshold"] = decision.pixel_threshold.float().mean()
+        if self.ramp is not None:
+            logs["st_weight"] = self.weight(ctx.step)
         logs.update(loss_st=loss.detach(), stats=stats)
         return loss, logs
 
@@ -173,6 +197,7 @@ class SelfTraining:
         return {
             "lambda_st": self.lambda_st,
             "start_step": self.start_step,
+            "ramp": repr(self.ramp) if self.ramp is not None else None,
             "normalize": self.normalize,
             "background_index": self.background_index,
             "alignment": repr(self.alignment) if self.alignment is not None else None,

@@ -163,3 +163,23 @@ def test_advsemiseg_without_a_trusted_pixel_is_as_if_the_term_were_skipped() -> 
     assert rec.train[-1]["st_pixels_kept"] == 0
     for a, b in zip(none_pass.generator.parameters(), no_term.generator.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_ramp_at_zero_trains_as_a_zero_weight_and_a_ramp_at_one_as_the_full_one() -> None:
+    from s4seg.schedules import Constant
+
+    def weights(**kwargs) -> list[torch.Tensor]:
+        # threshold 0: every pseudo-label teaches, so that the term has a gradient.
+        method = MeanTeacher(threshold=0.0, start_step=0, **kwargs)
+        trainer = make_trainer(method_object=method, max_steps=3)
+        trainer.fit()
+        return [p.detach().clone() for p in trainer.generator.parameters()]
+
+    for ramped, plain in (
+        (weights(ramp=Constant(0.0)), weights(lambda_st=0.0)),
+        (weights(ramp=Constant(1.0)), weights()),
+    ):
+        assert all(torch.equal(a, b) for a, b in zip(ramped, plain, strict=True))
+    # ... and the ramp does change the run: a half weight is neither.
+    half, full = weights(ramp=Constant(0.5)), weights()
+    assert not all(torch.equal(a, b) for a, b in zip(half, full, strict=True))

@@ -9,6 +9,7 @@ import torch
 
 from s4seg.filters import DiscriminatorGate, DistributionAlignment, PixelConfidenceFilter
 from s4seg.methods import SelfTraining
+from s4seg.schedules import Cosine, Linear
 
 
 def ctx(step: int) -> SimpleNamespace:
@@ -84,8 +85,8 @@ def test_settings_are_checked_and_recorded() -> None:
         SelfTraining(0.9)  # type: ignore[arg-type]
     st = SelfTraining(PixelConfidenceFilter(0.7), lambda_st=0.5, start_step=3, normalize="valid")
     assert st.settings() == {
-        "lambda_st": 0.5, "start_step": 3, "normalize": "valid", "background_index": 0,
-        "alignment": None,
+        "lambda_st": 0.5, "start_step": 3, "ramp": None, "normalize": "valid",
+        "background_index": 0, "alignment": None,
     }  # fmt: skip
     aligned = SelfTraining(PixelConfidenceFilter(0.7), alignment=DistributionAlignment())
     assert aligned.settings()["alignment"].startswith("DistributionAlignment(")
@@ -96,3 +97,31 @@ def test_settings_are_checked_and_recorded() -> None:
 def test_it_must_be_set_up_first() -> None:
     with pytest.raises(RuntimeError, match="setup"):
         SelfTraining(PixelConfidenceFilter(0.5))(ctx(0), logits())
+
+
+def test_the_ramp_counts_from_start_step_and_multiplies_lambda_st() -> None:
+    st = part(lambda_st=2.0, start_step=10, ramp=Linear(0.0, 1.0, steps=4))
+    # Before start_step the term is off anyway; its weight is the plain lambda_st.
+    assert [st.weight(s) for s in (0, 9)] == [2.0, 2.0]
+    assert [st.weight(s) for s in (10, 11, 12, 14, 100)] == [0.0, 0.5, 1.0, 2.0, 2.0]
+    _, logs = st(ctx(11), logits())
+    assert logs["st_weight"] == 0.5
+    assert st.settings()["ramp"].startswith("Linear(")
+    assert "st_weight" not in part()(ctx(11), logits())[1]  # no ramp: nothing new in the log
+
+
+def test_a_ramp_must_be_a_schedule_in_the_unit_interval() -> None:
+    with pytest.raises(TypeError, match="ramp must be a Schedule"):
+        SelfTraining(PixelConfidenceFilter(0.5), ramp=0.5)  # type: ignore[arg-type]
+    st = part(ramp=lambda step: 1.5)
+    with pytest.raises(ValueError, match=r"ramp gave 1.5 at step 3.*\[0, 1\]"):
+        st.weight(3)
+
+
+def test_a_ramped_mean_teacher_weighs_its_term_by_the_ramp() -> None:
+    from s4seg.methods import MeanTeacher
+
+    mt = MeanTeacher(lambda_st=1.0, start_step=5, ramp=Cosine(0.0, 1.0, steps=10))
+    assert mt.self_training.weight(5) == 0.0
+    assert mt.self_training.weight(10) == pytest.approx(0.5)
+    assert mt.self_training.weight(15) == 1.0
