@@ -71,6 +71,9 @@ def test_convergence_and_calibration_tables(tmp_path) -> None:
     rows = [
         _row("supervised", "1/16", 0, 0.30) | {"preset": "converged", "steps": 4000},
         _row("supervised", "1/16", 0, 0.305) | {"preset": "converged_x2", "steps": 8000},
+        _row("supervised", "1/16", 1, 0.20) | {"preset": "converged", "steps": 4000},
+        _row("supervised", "1/16", 2, 0.30) | {"preset": "converged", "steps": 4000},
+        _row("supervised", "1/16", 2, 0.315) | {"preset": "converged_x2", "steps": 8000},
         _row("full", "full", 0, 0.55) | {"preset": "converged", "steps": 4000},
         _row("full", "full", 0, 0.556) | {"preset": "converged_x2", "steps": 8000},
     ]
@@ -80,8 +83,9 @@ def test_convergence_and_calibration_tables(tmp_path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     text = report.convergence_table(path, "converged", "converged_x2")
-    assert "| supervised-only, 1/16 | 0.3000 (1 seeds) | 0.3050 (1 seeds) | +0.0050 |" in text
-    assert "| full supervision | 0.5500 (1 seeds) | 0.5560 (1 seeds) | +0.0060 |" in text
+    # Seed 1 ran only at the budget: it is left out of both means (paired).
+    assert "| supervised-only, 1/16 | 0,2 | 0.3000 | 0.3100 | +0.0100; +0.0150 |" in text
+    assert "| full supervision | 0 | 0.5500 | 0.5560 | +0.0060; +0.0060 |" in text
     cal = tmp_path / "c.csv"
     cal.write_text(
         "config,split,seed,steps,labelled,best_val,best_step,test_best,test_last,seconds,curve\n"
