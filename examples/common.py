@@ -139,7 +139,7 @@ def base_parser(description: str, *, max_steps: int) -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=200, help="validation images")
     p.add_argument("--image-size", type=int, default=64, help="side of the images in pixels")
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (each loader)")
-    # A 0.4M-parameter timm ResNet: both runs of the main job take ~12 min on 2 cores.
+    # A 0.4M-parameter timm ResNet: both runs of s4gan_synthetic.py take ~12 min on 2 cores.
     p.add_argument("--backbone", default="test_resnet", help="any timm model name")
     p.add_argument("--seed", type=int, default=0, help="splits, weights and batches")
     p.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda")

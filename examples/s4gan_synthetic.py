@@ -1,4 +1,4 @@
-"""The README's main job: S4GAN against supervised-only on the built-in synthetic data.
+"""S4GAN against supervised-only on the built-in synthetic data (the S4GAN recipe).
 
 Both runs use the same network, the same labelled images, the same number of steps and
 the same seed; S4GAN also sees the unlabelled images. Each run writes a run folder

@@ -67,7 +67,7 @@ def test_report_reads_a_run_without_torch(tmp_path) -> None:
 def test_examples_lists_the_recipes(capsys) -> None:
     assert main(["examples"]) == 0
     out = capsys.readouterr().out
-    line = next(x for x in out.splitlines() if x.startswith("s4gan_synthetic.py "))
+    line = next(x for x in out.splitlines() if x.startswith("main_job.py "))
     assert line.split(maxsplit=1)[1].startswith("The README's main job")
     assert out.index("deeplabv2_folder.py") < out.index("common.py")  # the shared file last
 
@@ -77,7 +77,10 @@ def test_examples_copy_gives_recipes_that_run_from_their_folder(tmp_path, capsys
 
     dest = tmp_path / "my_recipes"
     assert main(["examples", "--copy", str(dest)]) == 0
-    assert "copied" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "copied" in printed
+    # The suggested command is the main job's, which the copy holds.
+    assert f"python {dest / 'main_job.py'} --max-steps 2" in printed
     shipped = sorted(p.name for p in examples_dir().glob("*.py"))
     assert sorted(p.name for p in dest.glob("*.py")) == shipped and "common.py" in shipped
     assert (dest / "common.py").read_text() == (examples_dir() / "common.py").read_text()

@@ -34,6 +34,9 @@ DOCS = ROOT / "docs"
 SIZES = ["--train-size", "24", "--val-size", "4", "--labelled", "8", "--image-size", "32",
          "--batch-size", "2"]  # fmt: skip
 SMALL = ["--max-steps", "2", *SIZES]
+# The main job also measures a test split.
+MAIN_SIZES = [*SIZES, "--test-size", "4"]
+MAIN_SMALL = ["--max-steps", "2", *MAIN_SIZES]
 # Under torchrun every rank needs a labelled batch of its own: 16 images for 8 ranks.
 DDP_SMALL = ["--max-steps", "2", "--train-size", "48", "--val-size", "8", "--labelled", "16",
              "--image-size", "32", "--batch-size", "2"]  # fmt: skip
@@ -42,12 +45,12 @@ TMP = "{tmp}"  # replaced by the test's own temporary folder
 # What the tests append to each documented command: [] runs it exactly as shown.
 EXTRA: dict[str, list[str]] = {
     # Getting started
-    "python examples/s4gan_synthetic.py --help": [],
-    "s4seg report runs/s4gan_synthetic": [],
+    "python examples/main_job.py --help": [],
+    "s4seg report runs/main_job": [],
     "s4seg examples --copy my_recipes": [],
-    "python my_recipes/s4gan_synthetic.py --max-steps 2": SIZES,
-    "tensorboard --logdir runs/s4gan_synthetic": [],
-    "s4seg report runs/s4gan_synthetic/s4gan": [],
+    "python my_recipes/main_job.py --max-steps 2": MAIN_SIZES,
+    "tensorboard --logdir runs/main_job": [],
+    "s4seg report runs/main_job/unimatch": [],
     # Diagnosing runs
     "s4seg report runs/exp1": [],
     "s4seg report runs/exp1 --out reports/exp1 --duration-steps 100": [],
@@ -62,6 +65,8 @@ EXTRA: dict[str, list[str]] = {
     "s4seg report runs/cpu_small": [],
     "s4seg export runs/cpu_small --onnx model.onnx": [],
     # Recipes and the scripts' headers
+    "python examples/main_job.py": MAIN_SMALL,
+    "python examples/main_job.py --max-steps 2": MAIN_SIZES,
     "python examples/s4gan_synthetic.py": SMALL,
     "python examples/s4gan_synthetic.py --max-steps 2": SIZES,
     "python examples/deeplabv2_folder.py --make-demo-data demo_data": [],
@@ -117,7 +122,7 @@ NEEDS_CUDA = {
 NOT_RUN = {
     "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.14.1 "
     "torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu && pip install -e "
-    '".[test]" && python examples/s4gan_synthetic.py': "test_docs.py::"
+    '".[test]" && python examples/main_job.py': "test_docs.py::"
     "test_getting_started_gives_cpu_users_the_cpu_wheel_index",
 }
 
@@ -211,16 +216,20 @@ class Shell:
 
 GROUPS: dict[str, list[str]] = {
     "main_job": [
-        "python examples/s4gan_synthetic.py --help",
+        "python examples/main_job.py --help",
+        "python examples/main_job.py",
+        "python examples/main_job.py --max-steps 2",
+        "s4seg report runs/main_job",
+        "s4seg report runs/main_job/unimatch",
+        "tensorboard --logdir runs/main_job",
+        "s4seg examples --copy my_recipes",
+        "python my_recipes/main_job.py --max-steps 2",
+    ],
+    "s4gan": [
         "python examples/s4gan_synthetic.py",
         "python examples/s4gan_synthetic.py --max-steps 2",
-        "s4seg report runs/s4gan_synthetic",
-        "s4seg report runs/s4gan_synthetic/s4gan",
-        "tensorboard --logdir runs/s4gan_synthetic",
         "s4seg report runs/exp1",
         "s4seg report runs/exp1 --out reports/exp1 --duration-steps 100",
-        "s4seg examples --copy my_recipes",
-        "python my_recipes/s4gan_synthetic.py --max-steps 2",
     ],
     "original_log": ["s4seg report --from s4gan-log train.log --eval-log eval.log"],
     "own_data": [
@@ -261,39 +270,55 @@ GROUPS: dict[str, list[str]] = {
 
 def test_main_job_and_what_getting_started_does_with_it(tmp_path):
     sh = Shell(tmp_path)
-    assert "(default: 1500)" in sh.run("python examples/s4gan_synthetic.py --help")
+    assert "(default: 4000)" in sh.run("python examples/main_job.py --help")
+    out = sh.run("python examples/main_job.py")
+    assert "| supervised | 2 | 8 |" in out and "| unimatch | 2 | 8 |" in out
+    assert "UniMatch − supervised, test mIoU at best val: " in out
+    assert sh.run("python examples/main_job.py --max-steps 2") == out
+    runs = tmp_path / "runs" / "main_job"
+    for method in ("supervised", "unimatch"):
+        folder = runs / method
+        assert (folder / "config.json").exists()
+        # The best-validation weights the table's test column is measured on.
+        assert (folder / "checkpoints" / "last.pt").exists()
+        assert (folder / "checkpoints" / "best.pt").exists()
+        records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert any(r["kind"] == "eval" for r in records)
+        assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+    assert "| unimatch | 2 | 8 |" in (runs / "results.md").read_text()
+    # The folder the README names: each run reported, and the two compared.
+    printed = sh.run("s4seg report runs/main_job").split()
+    assert printed[-1] == "runs/main_job/report.md"
+    text = (runs / "report.md").read_text()
+    assert "| [`unimatch`](unimatch/report.md) | unimatch | 2 |" in text
+    assert (runs / "val_miou.png").exists()
+    assert sh.run("s4seg report runs/main_job/unimatch").strip().endswith("report.md")
+    serve_tensorboard(sh)
+    # From a pip install: the recipes copied out run from their own folder.
+    sh.run("s4seg examples --copy my_recipes")
+    out = sh.run("python my_recipes/main_job.py --max-steps 2")
+    assert "| unimatch | 2 | 8 |" in out
+
+
+def test_s4gan_recipe_and_diagnosing_runs(tmp_path):
+    sh = Shell(tmp_path)
     out = sh.run("python examples/s4gan_synthetic.py")
     assert "| supervised | 2 | 8 |" in out and "| s4gan | 2 | 8 |" in out
     assert sh.run("python examples/s4gan_synthetic.py --max-steps 2") == out
     runs = tmp_path / "runs" / "s4gan_synthetic"
     for method in ("supervised", "s4gan"):
-        folder = runs / method
-        assert (folder / "config.json").exists() and (folder / "checkpoints" / "last.pt").exists()
-        records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
-        assert any(r["kind"] == "eval" for r in records)
-        assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+        assert (runs / method / "checkpoints" / "last.pt").exists()
     assert (runs / "results.md").exists()
-    # The folder the README names: each run reported, and the two compared.
-    printed = sh.run("s4seg report runs/s4gan_synthetic").split()
-    assert printed[-1] == "runs/s4gan_synthetic/report.md"
-    assert "| [`s4gan`](s4gan/report.md) | s4gan | 2 |" in (runs / "report.md").read_text()
-    assert (runs / "val_miou.png").exists()
-    assert sh.run("s4seg report runs/s4gan_synthetic/s4gan").strip().endswith("report.md")
-    serve_tensorboard(sh)
-    # Diagnosing runs reports a run folder called runs/exp1.
+    # Diagnosing runs reports a run folder called runs/exp1: an S4GAN run here.
     shutil.copytree(runs / "s4gan", tmp_path / "runs" / "exp1")
     sh.run("s4seg report runs/exp1")
     sh.run("s4seg report runs/exp1 --out reports/exp1 --duration-steps 100")
     assert (tmp_path / "reports" / "exp1" / "report.md").exists()
-    # From a pip install: the recipes copied out run from their own folder.
-    sh.run("s4seg examples --copy my_recipes")
-    out = sh.run("python my_recipes/s4gan_synthetic.py --max-steps 2")
-    assert "| s4gan | 2 | 8 |" in out
 
 
 def serve_tensorboard(sh: Shell) -> None:
     """``tensorboard --logdir ...`` starts serving the run folders; stopped once it does."""
-    proc = subprocess.Popen(sh.argv("tensorboard --logdir runs/s4gan_synthetic"), cwd=sh.cwd,
+    proc = subprocess.Popen(sh.argv("tensorboard --logdir runs/main_job"), cwd=sh.cwd,
                             env=sh.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
     seen = ""

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write report.md and PNG plots for a run folder, or for a folder of runs",
         description="Read RUN_DIR/metrics.jsonl (and config.json, doctor.jsonl), run the "
         "doctor's monitors, and write report.md with plots. Given a folder that holds "
-        "run folders (such as runs/s4gan_synthetic), report each of them and write a "
+        "run folders (such as runs/main_job), report each of them and write a "
         "comparison of them into the folder's report.md.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="list the example recipes, or copy them into a folder to run them",
         description="The example recipes of the repository's examples/ folder, shipped "
         "with the package. --copy DIR writes them, with the common.py they share, into "
-        "DIR; then run one with `python DIR/s4gan_synthetic.py`.",
+        "DIR; then run one with `python DIR/main_job.py`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     examples.add_argument("--copy", type=Path, metavar="DIR", help="copy the recipes into DIR")
@@ -135,7 +135,7 @@ def _examples(args: argparse.Namespace) -> int:
         print(f"s4seg examples: {err}", file=sys.stderr)
         return 2
     print(f"copied {len(copied)} files to {args.copy}; for example:")
-    print(f"  python {args.copy / 's4gan_synthetic.py'} --max-steps 2")
+    print(f"  python {args.copy / 'main_job.py'} --max-steps 2")
     return 0
 
 

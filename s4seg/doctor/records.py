@@ -234,7 +234,7 @@ def auto_duration_steps(history: Sequence[Record], *, cap: int = 500) -> int:
     A quarter of the run (its ``max_steps``, else its last logged step), at most ``cap``
     (500: the field report's 20k-step run), and at least three log windows, so that
     one noisy window is never a finding: 500 for a 20k-step run, 375 for the 1500-step
-    main job, 75 for 300 steps logged every 25.
+    S4GAN recipe, 75 for 300 steps logged every 25.
     """
     cfg = run_config(history)
     length = cfg.get("max_steps")

@@ -318,7 +318,7 @@ def test_auto_duration_steps_scales_with_the_run():
         return [config_record(max_steps=max_steps, log_interval=log)]
 
     assert auto_duration_steps(cfg(20_000, 50)) == 500  # the field report's scale
-    assert auto_duration_steps(cfg(1500, 25)) == 375  # the main job
+    assert auto_duration_steps(cfg(1500, 25)) == 375  # the S4GAN recipe
     assert auto_duration_steps(cfg(300, 25)) == 75
     assert auto_duration_steps(cfg(5, 1)) == 3  # at least three log windows
     # Without a config: the last logged step and the records' windows.

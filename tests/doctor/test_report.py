@@ -156,7 +156,7 @@ def test_report_shows_how_many_kept_pseudo_labels_were_right(tmp_path):
 
 
 def main_job_folder(root: Path) -> Path:
-    """A folder of two runs as the README's main job writes it: supervised/ and s4gan/.
+    """A folder of two runs as the S4GAN recipe writes it: supervised/ and s4gan/.
 
     Class 3 stays below 0.05 IoU in both runs; s4gan also logs the d_auc_* numbers.
     """
