@@ -27,6 +27,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks.quality.calibrate import CSV_PATH as CALIBRATION_CSV
 from benchmarks.quality.run import CSV_PATH, METHODS, PRESETS, SPLITS
@@ -53,7 +54,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _floats(runs: dict[int, dict[str, str]], key: str) -> list[float]:
+def _floats(runs: dict[Any, dict[str, str]], key: str) -> list[float]:
     values = [float(r[key]) if r.get(key) not in ("", None) else math.nan for r in runs.values()]
     return values or [math.nan]
 
@@ -64,10 +65,17 @@ def _nanmean(values: Sequence[float]) -> float:
 
 
 def summarise(rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, float]]]:
-    """``{split: {method: numbers}}`` with paired differences to supervised-only."""
-    by: dict[tuple[str, str], dict[int, dict[str, str]]] = defaultdict(dict)
+    """``{split: {method: numbers}}`` with paired differences to supervised-only.
+
+    A run is keyed by its seed and its machine (the ``device`` column): a rerun on the
+    same machine replaces it, one on another machine stands beside it. The paired
+    difference takes the supervised-only run of the same seed on the same machine,
+    since the same seed trains other weights on another CPU; only where that machine
+    has none does it take one from another machine (counted in ``cross_machine``).
+    """
+    by: dict[tuple[str, str], dict[tuple[int, str], dict[str, str]]] = defaultdict(dict)
     for r in rows:
-        by[(r["split"], r["method"])][int(r["seed"])] = r  # a rerun replaces its seed
+        by[(r["split"], r["method"])][(int(r["seed"]), r.get("device", ""))] = r
     full = [float(r["test_miou"]) for r in by.get(("full", "full"), {}).values()]
     full_mean, full_std = mean_std(full)
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -80,13 +88,18 @@ def summarise(rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, float
             runs = by[(split, method)]
             test = [float(r["test_miou"]) for r in runs.values()]
             m, s = mean_std(test)
-            paired = [
-                float(r["test_miou"]) - float(sup[k]["test_miou"])
-                for k, r in runs.items()
-                if k in sup
-            ]
+            paired, cross = [], 0
+            for (seed, device), r in runs.items():
+                match = sup.get((seed, device))
+                if match is None:
+                    match = next((v for (k, _), v in sup.items() if k == seed), None)
+                    cross += match is not None
+                if match is not None:
+                    paired.append(float(r["test_miou"]) - float(match["test_miou"]))
             out[split][method] = {
-                "seeds": len(test),
+                "seeds": len({seed for seed, _ in runs}),
+                "runs": len(runs),
+                "cross_machine": cross,
                 "labelled": float(next(iter(runs.values()))["labelled"]),
                 "mean": m,
                 "std": s,
@@ -136,8 +149,13 @@ def table(summary: dict[str, dict[str, dict[str, float]]]) -> str:
             sup = method == "supervised"
             delta = "" if sup else f"{_f(r['delta'], '+.4f')}; {_f(r['worst_delta'], '+.4f')}"
             rec = "" if sup else f"{_f(100 * r['recovered'], '.0f')} %"
+            seeds = f"{int(r['seeds'])}"
+            if r["runs"] > r["seeds"]:
+                seeds += f" ({int(r['runs'])} runs)"
+            if r["cross_machine"] and not sup:
+                delta += f" ({int(r['cross_machine'])} across machines)"
             lines.append(
-                f"| {method} | {int(r['seeds'])} | {r['mean']:.4f} ± {r['std']:.4f} | {delta} "
+                f"| {method} | {seeds} | {r['mean']:.4f} ± {r['std']:.4f} | {delta} "
                 f"| {rec} | {_pct(r['st_pixels'])} | {_pct(r['kept_acc'])} "
                 f"| {_pct(r['obj_acc'])} | {r['seconds']:.0f} |"
             )
@@ -148,18 +166,20 @@ def table(summary: dict[str, dict[str, dict[str, float]]]) -> str:
 def convergence_table(path: Path, preset: str, doubled: str) -> str:
     """The bounds at the budget and at twice it: the evidence that the regime converged.
 
-    The change is paired: the means are over the seeds run at both budgets, since seeds
-    differ by more than doubling the steps does (their labelled images differ).
+    The change is paired: the means are over the seeds run at both budgets on the same
+    machine, since seeds differ by more than doubling the steps does (their labelled
+    images differ), and so may one seed on two CPUs.
     """
     if not path.exists():
         return ""
     with path.open() as f:
         rows = [r for r in csv.DictReader(f) if r["preset"] in (preset, doubled)]
-    cells: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    cells: dict[tuple[str, str], dict[tuple[int, str], float]] = defaultdict(dict)
     steps = {}
     for r in rows:
         if (r["method"], r["split"]) in (("supervised", "1/16"), ("full", "full")):
-            cells[(r["preset"], r["method"])][int(r["seed"])] = float(r["test_miou"])
+            key = (int(r["seed"]), r.get("device", ""))
+            cells[(r["preset"], r["method"])][key] = float(r["test_miou"])
             steps[r["preset"]] = r["steps"]
     if not cells.get((doubled, "supervised")) and not cells.get((doubled, "full")):
         return ""
@@ -176,7 +196,7 @@ def convergence_table(path: Path, preset: str, doubled: str) -> str:
         mb = mean_std([b[s] for s in seeds])[0]
         largest = max((b[s] - a[s] for s in seeds), key=abs, default=float("nan"))
         lines.append(
-            f"| {label} | {','.join(map(str, seeds)) or '–'} | {_f(ma, '.4f')} "
+            f"| {label} | {','.join(str(k) for k, _ in seeds) or '–'} | {_f(ma, '.4f')} "
             f"| {_f(mb, '.4f')} | {_f(mb - ma, '+.4f')}; {_f(largest, '+.4f')} |"
         )
     return "\n".join(lines)

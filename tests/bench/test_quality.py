@@ -74,6 +74,9 @@ def test_convergence_and_calibration_tables(tmp_path) -> None:
         _row("supervised", "1/16", 1, 0.20) | {"preset": "converged", "steps": 4000},
         _row("supervised", "1/16", 2, 0.30) | {"preset": "converged", "steps": 4000},
         _row("supervised", "1/16", 2, 0.315) | {"preset": "converged_x2", "steps": 8000},
+        # Seed 2 at the budget again on another machine: it pairs with nothing.
+        _row("supervised", "1/16", 2, 0.25)
+        | {"preset": "converged", "steps": 4000, "device": "cpu (x, AVX512)"},
         _row("full", "full", 0, 0.55) | {"preset": "converged", "steps": 4000},
         _row("full", "full", 0, 0.556) | {"preset": "converged_x2", "steps": 8000},
     ]
@@ -127,3 +130,27 @@ def test_every_benchmark_method_builds(name: str) -> None:
     # s4gan_mlmt once fell into the s4gan_<gate> branch and failed mid-protocol.
     method = run.build_method(name, run.PRESETS["quick"], classes=6)
     assert method.name
+
+
+def test_a_run_pairs_with_supervised_of_its_own_seed_on_its_own_machine(tmp_path) -> None:
+    # The same seed trains other weights on another CPU: a rerun of supervised-only on a
+    # second machine stands beside the first, and each method run pairs with its own.
+    rows = [
+        _row("full", "full", 0, 0.50),
+        _row("supervised", "1/16", 0, 0.30),
+        _row("supervised", "1/16", 0, 0.28) | {"device": "cpu (x, AVX512)"},
+        _row("supervised", "1/16", 1, 0.34),
+        _row("fixmatch", "1/16", 0, 0.33) | {"device": "cpu (x, AVX512)"},
+        _row("fixmatch", "1/16", 1, 0.35) | {"device": "cpu (x, AVX512)"},  # no own pair
+    ]
+    summary = report.summarise(report.read_rows(_write_csv(tmp_path, rows), "default"))
+    sup, fm = summary["1/16"]["supervised"], summary["1/16"]["fixmatch"]
+    assert (sup["seeds"], sup["runs"]) == (2, 3)
+    assert sup["mean"] == pytest.approx((0.30 + 0.28 + 0.34) / 3)
+    # Seed 0 against 0.28 (its machine's), seed 1 against 0.34 (the only one there is).
+    assert fm["delta"] == pytest.approx((0.05 + 0.01) / 2)
+    assert fm["worst_delta"] == pytest.approx(0.01)
+    assert fm["cross_machine"] == 1
+    text = report.table(summary)
+    assert "| supervised | 2 (3 runs) |" in text
+    assert "| fixmatch | 2 | 0.3400 ± 0.0141 | +0.0300; +0.0100 (1 across machines) |" in text
