@@ -4,7 +4,7 @@ For one run folder it reads ``metrics.jsonl`` (a last line cut short by a runnin
 crashed run is skipped), ``config.json`` and ``doctor.jsonl`` when present, runs the
 monitors, and writes ``report.md`` with ``losses.png``, ``miou.png``, ``st_kept.png``
 and ``d_scores.png`` next to it. Given a folder that holds run folders (the main job's
-``runs/main_job`` holds ``supervised/`` and ``unimatch/``), it reports each run in
+``runs/main_job`` holds ``supervised/`` and ``fixmatch/``), it reports each run in
 its own folder and writes a comparison of them into the folder's ``report.md``, with
 their validation curves on one plot (``val_miou.png``).
 """

@@ -16,7 +16,7 @@ __all__ = ["LogWindow", "nonfinite_keys"]
 
 LOSSES = ("loss_ce", "loss_fm", "loss_st", "loss_d")
 SCORES = ("d_fake", "d_real")  # discriminator probabilities, one per image
-LATEST = ("gate_threshold", "pixel_threshold")
+LATEST = ("gate_threshold", "pixel_threshold", "st_weight")  # the last step's value
 # Kept pseudo-labels that were right (when the unlabelled batches carry true masks):
 # ratio key -> (numerator, denominator), both summed over the window first.
 RATIOS = {

@@ -59,3 +59,11 @@ def test_flush_empties_the_window():
 
 def test_nonfinite_keys():
     assert nonfinite_keys({"a": 1.0, "b": math.nan, "c": -math.inf, "d": "x", "e": 3}) == ["b", "c"]
+
+
+def test_the_self_training_weight_of_a_ramp_is_the_latest_steps() -> None:
+    # A ramp's weight changes every step: the log line says where it stands now.
+    window = LogWindow()
+    for weight in (0.1, 0.2, 0.3):
+        window.add({"st_weight": weight})
+    assert window.flush()["st_weight"] == pytest.approx(0.3)
