@@ -1,12 +1,16 @@
-"""The README's main job: the benchmark's recommended recipe, UniMatch, against supervised-only.
+"""The README's main job: the benchmark's best measured recipe, FixMatch, against supervised-only.
 
 Two runs of the same network from the same initial weights, on the same labelled images
 (1/16 of a pool of 500: 31 images), for the same 4000 steps: supervised-only, then
-UniMatch, which also learns from the unlabelled rest of the pool. This is the
-``converged`` regime of the learning-quality benchmark (``benchmarks/quality/``, see
-docs/benchmarks.md), where UniMatch gained +0.037 test mIoU over supervised-only
-(3 seeds): 48 px images, timm's 0.1M-parameter ``test_efficientnet`` with a small
-DeepLabV3+ head, AdamW at 5e-3 with poly decay, batch 8, ten evaluations. Each run
+FixMatch (see :func:`recommended`), which also learns from the unlabelled rest of the
+pool. This is the ``converged`` regime of the learning-quality benchmark
+(``benchmarks/quality/``, see docs/benchmarks.md): 48 px images, timm's 0.1M-parameter
+``test_efficientnet`` with a small DeepLabV3+ head, AdamW at 5e-3 with poly decay, batch
+8, ten evaluations. There this recipe (the probe ``fixmatch_da_ramp_mild``) is the best
+measured one: over 3 seeds on one machine, test mIoU at best val went from 0.3385 /
+0.2933 / 0.2985 (supervised-only) to 0.4038 / 0.3327 / 0.3382, +0.048 on average and
++0.039 on the worst seed, every seed above; UniMatch gained +0.037 (3 seeds, on an
+earlier machine), +0.021 on its worst seed. Each run
 keeps the weights of its best **validation** mIoU (200 images) and is measured on a
 separate **test** split (500 images) that nothing is tuned on; the last weights are
 measured too. Each run writes a run folder (config.json, metrics.jsonl, TensorBoard
@@ -29,7 +33,41 @@ from common import Stopwatch, base_parser, labelled_arg, prepare
 
 import s4seg
 
-METHODS = ("supervised", "unimatch")
+METHODS = ("supervised", "fixmatch")
+
+
+def recommended(max_steps: int) -> s4seg.FixMatch:
+    """The benchmark's best measured recipe for ``max_steps`` steps (``fixmatch_da_ramp_mild``).
+
+    FixMatch with an EMA teacher, and three changes that each mattered on this data:
+
+    - Labels only for the first third, then a cosine ramp of the self-training weight
+      from 0 to 1 over a sixth of the run: switched on at full weight, the term
+      dropped val mIoU from 0.380 to 0.223 within one evaluation.
+    - Distribution alignment: the pseudo-labels' class mix is aligned with that of
+      the labelled pixels. Without it 99 % of the kept pseudo-labels were background and only
+      7 % of the kept object pixels were right.
+    - A strong view for 48 px images: UniMatch's default (a blur of up to 2 px,
+      grayscale, saturation jitter) is made for 321 to 512 px crops and takes away the
+      colour that tells the classes apart here; this one keeps brightness and contrast
+      jitter and blurs by at most 1 px.
+
+    The teacher's decay is capped at 0.99 (it follows the last ~100 steps): at 0.999 a
+    short run's teacher would average nearly every weight the student ever had. Its
+    views draw from their own generator, seeded 0 whatever ``--seed`` is, as in the
+    benchmark's runs of every seed.
+    """
+    strong = s4seg.data.StrongView(
+        brightness=0.2, contrast=0.2, saturation=0.0, grayscale_p=0.0, blur_sigma=(0.1, 1.0)
+    )
+    return s4seg.FixMatch(
+        threshold=0.9,
+        max_decay=0.99,
+        start_step=max_steps // 3,
+        alignment=s4seg.filters.DistributionAlignment(),
+        ramp=s4seg.schedules.Cosine(0.0, 1.0, steps=max(1, max_steps // 6)),
+        views=s4seg.data.WeakStrongViews(strong=strong),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,13 +132,11 @@ def run(args: argparse.Namespace, name: str) -> dict[str, Any]:
         # A small head for a small network; its stride-4 decoder keeps small objects.
         head_kwargs={"aspp_channels": 32, "decoder_channels": 64},
     )
-    # UniMatch with the paper's settings. Its views draw from their own generator, seeded
-    # 0 whatever --seed is, as in the benchmark's runs of every seed.
-    method = s4seg.UniMatch() if name == "unimatch" else s4seg.Supervised()
+    method = recommended(args.max_steps) if name == "fixmatch" else s4seg.Supervised()
     trainer = s4seg.Trainer(
         generator,
         d["labelled_loader"],
-        unlabelled_loader=d["unlabelled_loader"] if name == "unimatch" else None,
+        unlabelled_loader=d["unlabelled_loader"] if name == "fixmatch" else None,
         val_loader=d["val_loader"],
         method=method,
         # AdamW on every parameter at one lr (the Trainer's default is SGD with a 10x head).
@@ -136,7 +172,7 @@ def run(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The markdown table of the runs, and UniMatch's gain over supervised-only on test."""
+    """The markdown table of the runs, and FixMatch's gain over supervised-only on test."""
     lines = [
         "| run | steps | labelled images | best val mIoU (step) | test mIoU at best val "
         "| test mIoU, last weights | wall time |",
@@ -149,8 +185,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['seconds']:.0f} s |"
         )
     by_name = {r["name"]: r for r in rows}
-    gain = by_name["unimatch"]["test_best"] - by_name["supervised"]["test_best"]
-    lines += ["", f"UniMatch − supervised, test mIoU at best val: {gain:+.4f}"]
+    gain = by_name["fixmatch"]["test_best"] - by_name["supervised"]["test_best"]
+    lines += ["", f"FixMatch − supervised, test mIoU at best val: {gain:+.4f}"]
     return "\n".join(lines)
 
 

@@ -50,7 +50,7 @@ EXTRA: dict[str, list[str]] = {
     "s4seg examples --copy my_recipes": [],
     "python my_recipes/main_job.py --max-steps 2": MAIN_SIZES,
     "tensorboard --logdir runs/main_job": [],
-    "s4seg report runs/main_job/unimatch": [],
+    "s4seg report runs/main_job/fixmatch": [],
     # Diagnosing runs
     "s4seg report runs/exp1": [],
     "s4seg report runs/exp1 --out reports/exp1 --duration-steps 100": [],
@@ -220,7 +220,7 @@ GROUPS: dict[str, list[str]] = {
         "python examples/main_job.py",
         "python examples/main_job.py --max-steps 2",
         "s4seg report runs/main_job",
-        "s4seg report runs/main_job/unimatch",
+        "s4seg report runs/main_job/fixmatch",
         "tensorboard --logdir runs/main_job",
         "s4seg examples --copy my_recipes",
         "python my_recipes/main_job.py --max-steps 2",
@@ -272,11 +272,11 @@ def test_main_job_and_what_getting_started_does_with_it(tmp_path):
     sh = Shell(tmp_path)
     assert "(default: 4000)" in sh.run("python examples/main_job.py --help")
     out = sh.run("python examples/main_job.py")
-    assert "| supervised | 2 | 8 |" in out and "| unimatch | 2 | 8 |" in out
-    assert "UniMatch − supervised, test mIoU at best val: " in out
+    assert "| supervised | 2 | 8 |" in out and "| fixmatch | 2 | 8 |" in out
+    assert "FixMatch − supervised, test mIoU at best val: " in out
     assert sh.run("python examples/main_job.py --max-steps 2") == out
     runs = tmp_path / "runs" / "main_job"
-    for method in ("supervised", "unimatch"):
+    for method in ("supervised", "fixmatch"):
         folder = runs / method
         assert (folder / "config.json").exists()
         # The best-validation weights the table's test column is measured on.
@@ -285,19 +285,19 @@ def test_main_job_and_what_getting_started_does_with_it(tmp_path):
         records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
         assert any(r["kind"] == "eval" for r in records)
         assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
-    assert "| unimatch | 2 | 8 |" in (runs / "results.md").read_text()
+    assert "| fixmatch | 2 | 8 |" in (runs / "results.md").read_text()
     # The folder the README names: each run reported, and the two compared.
     printed = sh.run("s4seg report runs/main_job").split()
     assert printed[-1] == "runs/main_job/report.md"
     text = (runs / "report.md").read_text()
-    assert "| [`unimatch`](unimatch/report.md) | unimatch | 2 |" in text
+    assert "| [`fixmatch`](fixmatch/report.md) | fixmatch | 2 |" in text
     assert (runs / "val_miou.png").exists()
-    assert sh.run("s4seg report runs/main_job/unimatch").strip().endswith("report.md")
+    assert sh.run("s4seg report runs/main_job/fixmatch").strip().endswith("report.md")
     serve_tensorboard(sh)
     # From a pip install: the recipes copied out run from their own folder.
     sh.run("s4seg examples --copy my_recipes")
     out = sh.run("python my_recipes/main_job.py --max-steps 2")
-    assert "| unimatch | 2 | 8 |" in out
+    assert "| fixmatch | 2 | 8 |" in out
 
 
 def test_s4gan_recipe_and_diagnosing_runs(tmp_path):
