@@ -18,7 +18,7 @@ events, checkpoints/last.pt and best.pt) under ``--out``, and the script prints 
 and writes it to ``--out``/results.md. It runs in one process: under torchrun it would
 not shard its data (examples/s4gan_synthetic.py does).
 
-    python examples/main_job.py                    # about 30 minutes on 2 CPU cores
+    python examples/main_job.py                    # about 12 minutes on 2 CPU cores
     python examples/main_job.py --max-steps 2      # the wiring only
 """
 
