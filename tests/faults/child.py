@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -143,6 +144,10 @@ def run_stage(command: dict[str, Any]) -> int:
 
 
 def main() -> None:
+    # A shell starts a background job with SIGINT ignored, and Python then leaves it
+    # ignored: the Trainer, rightly, sets no Ctrl-C handler over an ignored SIGINT, and
+    # the Ctrl-C stage would wait out its timeout. These stages are about Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print("READY", flush=True)
     for line in sys.stdin:
         command = json.loads(line)
