@@ -197,6 +197,9 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
                               ramp=ramp, views=s4seg.data.WeakStrongViews(strong=mild_strong()))  # fmt: skip
     if name == "mean_teacher_da":
         return s4seg.MeanTeacher(**teacher, alignment=s4seg.filters.DistributionAlignment())
+    if name == "mean_teacher_da_ramp":  # FixMatch's two fixes, on one view: still a mean teacher
+        return s4seg.MeanTeacher(**teacher, alignment=s4seg.filters.DistributionAlignment(),
+                                 ramp=ramp)  # fmt: skip
     if name == "fixmatch_classwise":  # FlexMatch's per-class thresholds on the same views
         return s4seg.FixMatch(
             **teacher, pseudo_filter=s4seg.filters.ClasswiseThreshold(classes, 0.9)
@@ -226,7 +229,7 @@ FAMILY = ("s4gan_pixel", "advsemiseg", "mean_teacher", "fixmatch")
 PROBES = (
     "fixmatch_classwise", "fixmatch_tau07", "fixmatch_mild", "s4gan_mlmt", "fixmatch_da",
     "unimatch_da", "mean_teacher_da", "fixmatch_da_s0", "fixmatch_da_ramp",
-    "fixmatch_da_ramp_mild", "unimatch_mild",
+    "fixmatch_da_ramp_mild", "unimatch_mild", "mean_teacher_da_ramp",
 )  # fmt: skip
 METHODS = tuple(dict.fromkeys(PROTOCOL + OLD_PROTOCOL + FAMILY + PROBES))
 SUITES: dict[str, dict[str, Any]] = {
