@@ -195,6 +195,10 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
     if name == "fixmatch_da_ramp_mild":  # and a strong view scaled to 48 px images
         return s4seg.FixMatch(**teacher, alignment=s4seg.filters.DistributionAlignment(),
                               ramp=ramp, views=s4seg.data.WeakStrongViews(strong=mild_strong()))  # fmt: skip
+    if name == "fixmatch_da_ramp_mild_cw":  # and FlexMatch's lower bars for hard classes
+        return s4seg.FixMatch(**teacher, alignment=s4seg.filters.DistributionAlignment(),
+                              pseudo_filter=s4seg.filters.ClasswiseThreshold(classes, 0.9),
+                              ramp=ramp, views=s4seg.data.WeakStrongViews(strong=mild_strong()))  # fmt: skip
     if name == "mean_teacher_da":
         return s4seg.MeanTeacher(**teacher, alignment=s4seg.filters.DistributionAlignment())
     if name == "mean_teacher_da_ramp":  # FixMatch's two fixes, on one view: still a mean teacher
@@ -230,6 +234,7 @@ PROBES = (
     "fixmatch_classwise", "fixmatch_tau07", "fixmatch_mild", "s4gan_mlmt", "fixmatch_da",
     "unimatch_da", "mean_teacher_da", "fixmatch_da_s0", "fixmatch_da_ramp",
     "fixmatch_da_ramp_mild", "unimatch_mild", "mean_teacher_da_ramp",
+    "fixmatch_da_ramp_mild_cw",
 )  # fmt: skip
 METHODS = tuple(dict.fromkeys(PROTOCOL + OLD_PROTOCOL + FAMILY + PROBES))
 SUITES: dict[str, dict[str, Any]] = {
@@ -448,10 +453,10 @@ def _worker_init(threads: int) -> None:
 def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
-    # The vector unit picks torch's CPU kernels: the same seed trains other weights on an
-    # AVX2 and an AVX-512 machine (val mIoU at step 400 of supervised seed 0: 0.3595 on
-    # the machine of the first converged rows, 0.342 on an AVX512 one), so rows from two
-    # machines pair less tightly than rows from one.
+    # The vector unit picks torch's CPU kernels: the same seed trains other weights on
+    # other machines (val mIoU at step 400 of supervised seed 0: 0.3595 on the machine of
+    # the first converged rows, whose unit was not recorded, 0.342 on an AVX512 one and
+    # 0.330 on an AVX2 one), so rows from two machines pair less tightly than from one.
     return f"{platform.processor() or 'cpu'}, {torch.backends.cpu.get_cpu_capability()}"
 
 
