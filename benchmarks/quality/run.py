@@ -192,13 +192,17 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
     if name == "fixmatch_da_ramp":
         return s4seg.FixMatch(**teacher, alignment=s4seg.filters.DistributionAlignment(),
                               ramp=ramp)  # fmt: skip
-    if name == "fixmatch_da_ramp_mild":  # and a strong view scaled to 48 px images
-        return s4seg.FixMatch(**teacher, alignment=s4seg.filters.DistributionAlignment(),
-                              ramp=ramp, views=s4seg.data.WeakStrongViews(strong=mild_strong()))  # fmt: skip
-    if name == "fixmatch_da_ramp_mild_cw":  # and FlexMatch's lower bars for hard classes
-        return s4seg.FixMatch(**teacher, alignment=s4seg.filters.DistributionAlignment(),
-                              pseudo_filter=s4seg.filters.ClasswiseThreshold(classes, 0.9),
-                              ramp=ramp, views=s4seg.data.WeakStrongViews(strong=mild_strong()))  # fmt: skip
+    if name in ("fixmatch_da_ramp_mild", "fixmatch_da_ramp_mild_cw"):
+        # and a strong view scaled to 48 px images; _cw: and FlexMatch's lower bars for
+        # hard classes
+        classwise = name.endswith("_cw")
+        return s4seg.FixMatch(
+            **teacher,
+            alignment=s4seg.filters.DistributionAlignment(),
+            pseudo_filter=s4seg.filters.ClasswiseThreshold(classes, 0.9) if classwise else None,
+            ramp=ramp,
+            views=s4seg.data.WeakStrongViews(strong=mild_strong()),
+        )
     if name == "mean_teacher_da":
         return s4seg.MeanTeacher(**teacher, alignment=s4seg.filters.DistributionAlignment())
     if name == "mean_teacher_da_ramp":  # FixMatch's two fixes, on one view: still a mean teacher
