@@ -202,6 +202,17 @@ def convergence_table(path: Path, preset: str, doubled: str) -> str:
     return "\n".join(lines)
 
 
+def longer_budget_table(path: Path, preset: str) -> str:
+    """The table of ``preset``'s rows where a method other than the bounds ran there."""
+    if not path.exists():
+        return ""
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r["preset"] == preset]
+    if all(r["method"] in ("supervised", "full") for r in rows):
+        return ""
+    return table(summarise(rows))
+
+
 def calibration_table(path: Path) -> str:
     """What was tried on the way to the regime: each config's bounds per budget."""
     if not path.exists():
@@ -372,9 +383,20 @@ def main(argv: list[str] | None = None) -> None:
             "`python -m benchmarks.quality.report`):",
             collapses,
         ]
-    converged = convergence_table(args.csv, args.preset, f"{args.preset}_x2")
+    doubled, quadrupled = f"{args.preset}_x2", f"{args.preset}_x4"
+    converged = convergence_table(args.csv, args.preset, doubled)
     if converged:
         parts += ["**Convergence.** The bounds at the budget and at twice it:", converged]
+    converged = convergence_table(args.csv, doubled, quadrupled)
+    if converged:
+        parts += ["The bounds at twice the budget and at four times it:", converged]
+    longer = longer_budget_table(args.csv, doubled)
+    if longer:
+        parts += [
+            f"**At twice the budget** (preset `{doubled}`): the methods run there, "
+            "against the bounds at that budget, paired as above:",
+            longer,
+        ]
     # The docs hook shows every PNG of docs/quality beside the tables.
     plot(summary, args.out / f"{NAME}.png")
     plot_curves(rows, args.out / f"{NAME}_curves.png")

@@ -89,12 +89,30 @@ def test_convergence_and_calibration_tables(tmp_path) -> None:
     # Seed 1 ran only at the budget: it is left out of both means (paired).
     assert "| supervised-only, 1/16 | 0,2 | 0.3000 | 0.3100 | +0.0100; +0.0150 |" in text
     assert "| full supervision | 0 | 0.5500 | 0.5560 | +0.0060; +0.0060 |" in text
+    # Nothing but the bounds at twice the budget: no table of methods there.
+    assert report.longer_budget_table(path, "converged_x2") == ""
     cal = tmp_path / "c.csv"
     cal.write_text(
         "config,split,seed,steps,labelled,best_val,best_step,test_best,test_last,seconds,curve\n"
         "a,1/16,0,100,31,0.3,50,0.31,0.3,1,[]\na,full,0,100,500,0.5,100,0.52,0.5,1,[]\n"
     )
     assert "| `a` | 100 | 0.3100 | 0.5200 | +0.2100 |" in report.calibration_table(cal)
+
+
+def test_the_methods_at_twice_the_budget_pair_with_the_bounds_there(tmp_path) -> None:
+    x2 = {"preset": "converged_x2", "steps": 8000}
+    rows = [
+        _row("supervised", "1/16", 1, 0.30) | x2, _row("supervised", "1/16", 2, 0.28) | x2,
+        _row("full", "full", 1, 0.58) | x2, _row("full", "full", 2, 0.56) | x2,
+        _row("fixmatch_da_ramp_mild", "1/16", 1, 0.37) | x2,
+        _row("fixmatch_da_ramp_mild", "1/16", 2, 0.33) | x2,
+        # At the budget, not twice it: left out.
+        _row("fixmatch_da_ramp_mild", "1/16", 0, 0.90) | {"preset": "converged"},
+    ]  # fmt: skip
+    text = report.longer_budget_table(_write_csv(tmp_path, rows), "converged_x2")
+    # Paired +0.07 and +0.05 against a gap of 0.57 - 0.29 = 0.28: 21 %.
+    assert "| fixmatch_da_ramp_mild | 2 | 0.3500 ± 0.0283 | +0.0600; +0.0500 | 21 % |" in text
+    assert "gap to supervised-only: 0.2800" in text
 
 
 def test_a_partial_benchmark_still_plots(tmp_path) -> None:
