@@ -6,11 +6,13 @@ unlabelled rest of the training pool (with its true masks kept aside, only to me
 how many kept pseudo-labels are right). Each run keeps the weights of its best
 **validation** mIoU (the selection), and reports the mIoU of those weights on a
 separate **test** split that nothing is tuned on. Rows are appended to
-``benchmarks/quality/results.csv``; a run already in the CSV is skipped, so an
-interrupted benchmark continues where it stopped.
+``benchmarks/quality/results.csv``; a run this machine already has in the CSV is
+skipped, so an interrupted benchmark continues where it stopped, and another machine's
+(a GPU's) rows land beside the CPU's.
 
     python -m benchmarks.quality.run                          # the converged protocol
     python -m benchmarks.quality.run --suite convergence      # the same bounds at 2x steps
+    python -m benchmarks.quality.run --suite convergence_x4   # and at 4x steps
     python -m benchmarks.quality.run --jobs 2 --threads 1     # two runs at a time
     python -m benchmarks.quality.run --device cuda --jobs 4   # four runs share one GPU
     python -m benchmarks.quality.run --quick                  # the wiring in about a minute
@@ -435,14 +437,20 @@ def planned_runs(
     return runs + [Run("full", "full", seed) for seed in seeds]
 
 
-def done_runs(path: Path, preset: str) -> set[tuple[str, str, int]]:
+def done_runs(path: Path, preset: str, device: str) -> set[tuple[str, str, int]]:
+    """The runs of ``preset`` already in the CSV from this machine (its ``device`` label).
+
+    Another machine's rows do not count: the same seed trains other weights there, and
+    the report pairs a run with supervised-only on its own machine, so a GPU's or
+    another CPU's rows stand beside these rather than being skipped for them.
+    """
     if not path.exists():
         return set()
     with path.open() as f:
         return {
             (r["method"], r["split"], int(r["seed"]))
             for r in csv.DictReader(f)
-            if r["preset"] == preset
+            if r["preset"] == preset and r.get("device", "") == device
         }
 
 
@@ -507,17 +515,19 @@ def main(argv: list[str] | None = None) -> None:
     runs = planned_runs(methods, splits, seeds, suite["first_seed_only"])
     if args.no_full or not suite["full"]:
         runs = [r for r in runs if r.method != "full"]
-    done = done_runs(out, preset_name)
-    todo = [r for r in runs if (r.method, r.split, r.seed) not in done]
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
+    device_label = f"{device} ({_device_name(device)})"
+    done = done_runs(out, preset_name, device_label)
+    todo = [r for r in runs if (r.method, r.split, r.seed) not in done]
     threads = args.threads or max(1, torch.get_num_threads() // args.jobs)
     torch.set_num_threads(threads)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     sha = git_sha()  # once: the code that runs was imported from the tree as it is now
-    meta = {"run_id": run_id, "git_sha": sha, "device": f"{device} ({_device_name(device)})",
+    meta = {"run_id": run_id, "git_sha": sha, "device": device_label,
             "threads": threads, "torch": torch.__version__, "preset": preset_name}  # fmt: skip
-    print(f"{len(runs) - len(todo)} of {len(runs)} runs already in {out}; {len(todo)} to go "
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs already in {out} from this machine "
+          f"({device_label}); {len(todo)} to go "
           f"({args.jobs} at a time, {threads} thread(s) each, on {device})", flush=True)  # fmt: skip
     started = time.perf_counter()
 

@@ -63,6 +63,15 @@ def test_quick_run_writes_rows_and_resumes(tmp_path, capsys) -> None:
     capsys.readouterr()
     run.main([*args, "--methods", "supervised,s4gan_honest"])  # nothing left to do
     assert "3 of 3 runs already in" in capsys.readouterr().out
+    # A row from another machine is not this machine's run: it is run again, beside it.
+    rows[1]["device"] = "cuda (NVIDIA H200)"
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=run.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    assert run.done_runs(out, "quick", rows[0]["device"]) == {
+        ("supervised", "1/16", 0), ("full", "full", 0),
+    }  # fmt: skip
     with pytest.raises(SystemExit, match="unknown method"):
         run.main([*args, "--methods", "s4gan_typo"])
 
