@@ -83,8 +83,9 @@ PRESETS = {
     # tried). 48 px images, a pool of 500 (1/16: 31 labelled images), timm's
     # 0.1M-parameter test EfficientNet with a small DeepLabV3+ head (its stride-4 decoder
     # keeps small objects), AdamW at 5e-3 with poly decay. Doubling the steps moves
-    # supervised-only (1/16) by -0.003 (3 seeds), full supervision by +0.018: the upper
+    # supervised-only (1/16) by -0.005 (4 pairs), full supervision by +0.018: the upper
     # bound, and the runs that learn from unlabelled images, are not done at 4000.
+    # Doubling again (converged_x4) moves them by +0.008 and +0.010 (2 seeds).
     "converged": Preset(
         steps=4000,
         train_size=500,
