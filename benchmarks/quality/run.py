@@ -202,7 +202,8 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         # and a strong view scaled to 48 px images; _cw: and FlexMatch's lower bars for
         # hard classes; _s0: from the first step, as UniMatch, whose kept object pixels
         # never fall, while every run that starts at steps // 3, on a teacher overfit to
-        # its 31 images, sees them fall from about 30 % right to 1 to 10 %
+        # its 31 images, sees them fall from up to 39 % right to near 0 (measured: the
+        # earlier start is worse, docs/benchmarks.md)
         classwise = name.endswith("_cw")
         first = {"start_step": 0} if name.endswith("_s0") else {}
         return s4seg.FixMatch(
