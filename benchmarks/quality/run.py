@@ -198,16 +198,25 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
     if name == "fixmatch_da_ramp":
         return s4seg.FixMatch(**teacher, alignment=s4seg.filters.DistributionAlignment(),
                               ramp=ramp)  # fmt: skip
-    if name in ("fixmatch_da_ramp_mild", "fixmatch_da_ramp_mild_cw", "fixmatch_da_ramp_mild_s0"):
+    if name.startswith("fixmatch_da_ramp_mild"):
         # and a strong view scaled to 48 px images; _cw: and FlexMatch's lower bars for
         # hard classes; _s0: from the first step, as UniMatch, whose kept object pixels
         # never fall, while every run that starts at steps // 3, on a teacher overfit to
         # its 31 images, sees them fall from up to 39 % right to near 0 (measured: the
-        # earlier start is worse, docs/benchmarks.md)
-        classwise = name.endswith("_cw")
-        first = {"start_step": 0} if name.endswith("_s0") else {}
+        # earlier start is worse, docs/benchmarks.md); _s6: from steps // 6, before the
+        # teacher has overfit; _tau099: a bar of 0.99, since at the onset 0.9 keeps 97 to
+        # 100 % of the pixels and so filters nothing
+        variant = name.removeprefix("fixmatch_da_ramp_mild")
+        if variant not in ("", "_cw", "_s0", "_s6", "_tau099"):
+            raise ValueError(f"unknown benchmark method {name!r}; known: {METHODS}")
+        classwise = variant == "_cw"
+        change = {
+            "_s0": {"start_step": 0},
+            "_s6": {"start_step": warmup},
+            "_tau099": {"threshold": 0.99},
+        }.get(variant, {})
         return s4seg.FixMatch(
-            **{**teacher, **first},
+            **{**teacher, **change},
             alignment=s4seg.filters.DistributionAlignment(),
             pseudo_filter=s4seg.filters.ClasswiseThreshold(classes, 0.9) if classwise else None,
             ramp=ramp,
@@ -248,7 +257,8 @@ PROBES = (
     "fixmatch_classwise", "fixmatch_tau07", "fixmatch_mild", "s4gan_mlmt", "fixmatch_da",
     "unimatch_da", "mean_teacher_da", "fixmatch_da_s0", "fixmatch_da_ramp",
     "fixmatch_da_ramp_mild", "unimatch_mild", "mean_teacher_da_ramp",
-    "fixmatch_da_ramp_mild_cw", "fixmatch_da_ramp_mild_s0",
+    "fixmatch_da_ramp_mild_cw", "fixmatch_da_ramp_mild_s0", "fixmatch_da_ramp_mild_s6",
+    "fixmatch_da_ramp_mild_tau099",
 )  # fmt: skip
 METHODS = tuple(dict.fromkeys(PROTOCOL + OLD_PROTOCOL + FAMILY + PROBES))
 SUITES: dict[str, dict[str, Any]] = {
