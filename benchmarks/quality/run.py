@@ -205,15 +205,17 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         # its 31 images, sees them fall from up to 39 % right to near 0 (measured: the
         # earlier start is worse, docs/benchmarks.md); _s6: from steps // 6, before the
         # teacher has overfit; _tau099: a bar of 0.99, since at the onset 0.9 keeps 97 to
-        # 100 % of the pixels and so filters nothing
+        # 100 % of the pixels and so filters nothing; _online: pseudo-labels from the
+        # student itself (decay 0), as FixMatch and UniMatch make them
         variant = name.removeprefix("fixmatch_da_ramp_mild")
-        if variant not in ("", "_cw", "_s0", "_s6", "_tau099"):
+        if variant not in ("", "_cw", "_s0", "_s6", "_tau099", "_online"):
             raise ValueError(f"unknown benchmark method {name!r}; known: {METHODS}")
         classwise = variant == "_cw"
         change = {
             "_s0": {"start_step": 0},
             "_s6": {"start_step": warmup},
             "_tau099": {"threshold": 0.99},
+            "_online": {"decay": 0.0},
         }.get(variant, {})
         return s4seg.FixMatch(
             **{**teacher, **change},
@@ -258,7 +260,7 @@ PROBES = (
     "unimatch_da", "mean_teacher_da", "fixmatch_da_s0", "fixmatch_da_ramp",
     "fixmatch_da_ramp_mild", "unimatch_mild", "mean_teacher_da_ramp",
     "fixmatch_da_ramp_mild_cw", "fixmatch_da_ramp_mild_s0", "fixmatch_da_ramp_mild_s6",
-    "fixmatch_da_ramp_mild_tau099",
+    "fixmatch_da_ramp_mild_tau099", "fixmatch_da_ramp_mild_online",
 )  # fmt: skip
 METHODS = tuple(dict.fromkeys(PROTOCOL + OLD_PROTOCOL + FAMILY + PROBES))
 SUITES: dict[str, dict[str, Any]] = {
