@@ -178,6 +178,8 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         return s4seg.UniMatch()  # the paper's settings
     if name == "unimatch_mild":
         return s4seg.UniMatch(strong=mild_strong())
+    if name == "unimatch_nofp":  # no feature-perturbation stream; its weight to the two views
+        return s4seg.UniMatch(lambda_fp=0.0, lambda_strong=0.5)
     if name == "unimatch_da":  # with the pseudo-labels' class mix aligned to the labels'
         return s4seg.UniMatch(alignment=s4seg.filters.DistributionAlignment())
     # A short run: a 0.999 cap would leave the teacher an average of nearly every
@@ -260,7 +262,7 @@ PROBES = (
     "unimatch_da", "mean_teacher_da", "fixmatch_da_s0", "fixmatch_da_ramp",
     "fixmatch_da_ramp_mild", "unimatch_mild", "mean_teacher_da_ramp",
     "fixmatch_da_ramp_mild_cw", "fixmatch_da_ramp_mild_s0", "fixmatch_da_ramp_mild_s6",
-    "fixmatch_da_ramp_mild_tau099", "fixmatch_da_ramp_mild_online",
+    "fixmatch_da_ramp_mild_tau099", "fixmatch_da_ramp_mild_online", "unimatch_nofp",
 )  # fmt: skip
 METHODS = tuple(dict.fromkeys(PROTOCOL + OLD_PROTOCOL + FAMILY + PROBES))
 SUITES: dict[str, dict[str, Any]] = {
