@@ -210,19 +210,22 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         # 100 % of the pixels and so filters nothing; _online: pseudo-labels from the
         # student itself (decay 0), as FixMatch and UniMatch make them
         variant = name.removeprefix("fixmatch_da_ramp_mild")
-        if variant not in ("", "_cw", "_s0", "_s6", "_tau099", "_online"):
-            raise ValueError(f"unknown benchmark method {name!r}; known: {METHODS}")
-        classwise = variant == "_cw"
-        change = {
+        changes = {
+            "": {},
+            "_cw": {},  # the filter below
             "_s0": {"start_step": 0},
             "_s6": {"start_step": warmup},
             "_tau099": {"threshold": 0.99},
             "_online": {"decay": 0.0},
-        }.get(variant, {})
+        }
+        if variant not in changes:
+            raise ValueError(f"unknown benchmark method {name!r}; known: {METHODS}")
         return s4seg.FixMatch(
-            **{**teacher, **change},
+            **{**teacher, **changes[variant]},
             alignment=s4seg.filters.DistributionAlignment(),
-            pseudo_filter=s4seg.filters.ClasswiseThreshold(classes, 0.9) if classwise else None,
+            pseudo_filter=(
+                s4seg.filters.ClasswiseThreshold(classes, 0.9) if variant == "_cw" else None
+            ),
             ramp=ramp,
             views=s4seg.data.WeakStrongViews(strong=mild_strong()),
         )
