@@ -182,6 +182,9 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         return s4seg.UniMatch(lambda_fp=0.0, lambda_strong=0.5)
     if name == "unimatch_da":  # with the pseudo-labels' class mix aligned to the labels'
         return s4seg.UniMatch(alignment=s4seg.filters.DistributionAlignment())
+    if name == "unimatch_da_mild":  # the recipe's two fixes that UniMatch can take
+        return s4seg.UniMatch(strong=mild_strong(),
+                              alignment=s4seg.filters.DistributionAlignment())  # fmt: skip
     # A short run: a 0.999 cap would leave the teacher an average of nearly every
     # weight the student ever had, early random ones included; 0.99 follows ~100 steps.
     teacher = {"threshold": 0.9, "max_decay": 0.99, "start_step": preset.steps // 3}
@@ -266,6 +269,7 @@ PROBES = (
     "fixmatch_da_ramp_mild", "unimatch_mild", "mean_teacher_da_ramp",
     "fixmatch_da_ramp_mild_cw", "fixmatch_da_ramp_mild_s0", "fixmatch_da_ramp_mild_s6",
     "fixmatch_da_ramp_mild_tau099", "fixmatch_da_ramp_mild_online", "unimatch_nofp",
+    "unimatch_da_mild",
 )  # fmt: skip
 METHODS = tuple(dict.fromkeys(PROTOCOL + OLD_PROTOCOL + FAMILY + PROBES))
 SUITES: dict[str, dict[str, Any]] = {
