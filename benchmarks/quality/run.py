@@ -211,7 +211,8 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
         # earlier start is worse, docs/benchmarks.md); _s6: from steps // 6, before the
         # teacher has overfit; _tau099: a bar of 0.99, since at the onset 0.9 keeps 97 to
         # 100 % of the pixels and so filters nothing; _online: pseudo-labels from the
-        # student itself (decay 0), as FixMatch and UniMatch make them
+        # student itself (decay 0), as FixMatch and UniMatch make them; _fp: and
+        # UniMatch's feature-perturbation stream, without which UniMatch gains nothing here
         variant = name.removeprefix("fixmatch_da_ramp_mild")
         changes = {
             "": {},
@@ -220,6 +221,7 @@ def build_method(name: str, preset: Preset, classes: int) -> s4seg.methods.Metho
             "_s6": {"start_step": warmup},
             "_tau099": {"threshold": 0.99},
             "_online": {"decay": 0.0},
+            "_fp": {"feature_dropout": 0.5},
         }
         if variant not in changes:
             raise ValueError(f"unknown benchmark method {name!r}; known: {METHODS}")
@@ -269,7 +271,7 @@ PROBES = (
     "fixmatch_da_ramp_mild", "unimatch_mild", "mean_teacher_da_ramp",
     "fixmatch_da_ramp_mild_cw", "fixmatch_da_ramp_mild_s0", "fixmatch_da_ramp_mild_s6",
     "fixmatch_da_ramp_mild_tau099", "fixmatch_da_ramp_mild_online", "unimatch_nofp",
-    "unimatch_da_mild",
+    "unimatch_da_mild", "fixmatch_da_ramp_mild_fp",
 )  # fmt: skip
 METHODS = tuple(dict.fromkeys(PROTOCOL + OLD_PROTOCOL + FAMILY + PROBES))
 SUITES: dict[str, dict[str, Any]] = {

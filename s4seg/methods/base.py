@@ -12,6 +12,7 @@ what it updates after the generator's step. It reaches the loop only through a
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Method", "StepContext", "StepOutput"]
+__all__ = ["Method", "StepContext", "StepOutput", "require_feature_dropout"]
 
 
 @runtime_checkable
@@ -113,6 +114,17 @@ class StepOutput:
     loss: Tensor
     logs: dict[str, Any] = field(default_factory=dict)
     carry: Any = None
+
+
+def require_feature_dropout(generator: nn.Module, owner: str) -> None:
+    """Raise unless ``generator``'s forward takes ``feature_dropout=`` (UniMatch's stream)."""
+    forward = getattr(generator, "forward", None)
+    if forward is None or "feature_dropout" not in inspect.signature(forward).parameters:
+        raise TypeError(
+            f"{owner} perturbs the encoder's features, so the generator's forward must take "
+            f"feature_dropout=; {type(generator).__name__} does not. Build it with "
+            f"s4seg.create_generator(...)"
+        )
 
 
 class Method:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from s4seg.checks import check_real
 from s4seg.data.views import Views, WeakStrongViews
 from s4seg.filters import DistributionAlignment, PixelConfidenceFilter, PseudoLabelFilter
-from s4seg.methods.base import Method, StepContext, StepOutput
+from s4seg.methods.base import Method, StepContext, StepOutput, require_feature_dropout
 from s4seg.methods.self_training import SelfTraining
 from s4seg.methods.teacher import EMATeacher
 from s4seg.metrics import SegmentationMetric
@@ -52,6 +52,12 @@ class MeanTeacher(Method):
         seed: seed of the views' random generator (its state is checkpointed).
         alignment: distribution alignment of the pseudo-labels (see
             :class:`~s4seg.filters.DistributionAlignment`; None: off).
+        feature_dropout: if given, UniMatch's feature perturbation as a second student
+            stream: the student also decodes the teacher's input (with ``views``, CutMixed
+            as the strong view) after channel dropout with this probability, and learns
+            the same pseudo-labels there. The self-training term is then the mean over
+            the two streams (UniMatch splits its unlabelled weight half and half too), and
+            its pixel counts cover both streams, each pixel twice. None: off.
     """
 
     name = "mean_teacher"
@@ -71,9 +77,15 @@ class MeanTeacher(Method):
         views: WeakStrongViews | None = None,
         seed: int = 0,
         alignment: DistributionAlignment | None = None,
+        feature_dropout: float | None = None,
     ) -> None:
         owner = type(self).__name__
         self.threshold = check_real(threshold, "threshold", low=0.0, high=1.0, owner=owner)
+        self.feature_dropout = feature_dropout
+        if feature_dropout is not None:
+            self.feature_dropout = check_real(
+                feature_dropout, "feature_dropout", low=0.0, high=1.0, high_open=True, owner=owner
+            )
         self.self_training = SelfTraining(
             pseudo_filter or PixelConfidenceFilter(threshold),
             lambda_st=lambda_st,
@@ -106,6 +118,8 @@ class MeanTeacher(Method):
         return self._teacher
 
     def setup(self, ctx: StepContext) -> None:
+        if self.feature_dropout is not None:
+            require_feature_dropout(ctx.generator, type(self).__name__)
         self._teacher = EMATeacher(ctx.generator, self.decay, self.max_decay)
         self.self_training.setup(ctx)
 
@@ -129,6 +143,18 @@ class MeanTeacher(Method):
                 (true_u,) = views.mix(views.true_mask)
         with ctx.autocast():
             student_logits = ctx.train_generator(student_in)
+        if self.feature_dropout is not None:
+            # One call for both streams: the filter decides once and the alignment moves
+            # once per step, as in UniMatch, where all its streams share one alignment.
+            perturbed_in = views.mix(views.weak)[0] if views is not None else teacher_in
+            with ctx.autocast():
+                _, perturbed = ctx.train_generator(
+                    perturbed_in, feature_dropout=self.feature_dropout
+                )
+            student_logits = torch.cat([student_logits, perturbed])
+            teacher_logits = torch.cat([teacher_logits, teacher_logits])
+            if true_u is not None:
+                true_u = torch.cat([true_u, true_u])
         loss_st, logs = self.self_training(
             ctx, student_logits, teacher_logits=teacher_logits, true_mask=true_u
         )
@@ -156,13 +182,16 @@ class MeanTeacher(Method):
         return {"teacher": self.teacher.model} if self._teacher is not None else {}
 
     def settings(self) -> dict[str, Any]:
-        return {
+        settings = {
             "threshold": self.threshold,
             **self.self_training.settings(),
             "decay": repr(self.decay) if self.decay is not None else None,
             "max_decay": self.max_decay,
             "seed": self.seed,
         }
+        if self.feature_dropout is not None:  # absent when off: older checkpoints resume
+            settings["feature_dropout"] = self.feature_dropout
+        return settings
 
     def parts(self) -> dict[str, Any]:
         return {"views": repr(self.views), **self.self_training.parts()}

@@ -6,7 +6,6 @@ Semantic Segmentation", CVPR 2023.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -15,7 +14,7 @@ from torch import Tensor
 from s4seg.checks import check_count, check_probability, check_real
 from s4seg.data.views import StrongView, WeakView, cutmix_boxes
 from s4seg.filters import DistributionAlignment, PixelConfidenceFilter, PseudoLabelFilter
-from s4seg.methods.base import Method, StepContext, StepOutput
+from s4seg.methods.base import Method, StepContext, StepOutput, require_feature_dropout
 from s4seg.methods.self_training import SelfTraining
 
 __all__ = ["UniMatch"]
@@ -117,13 +116,7 @@ class UniMatch(Method):
         return self.self_training.pseudo_filter
 
     def setup(self, ctx: StepContext) -> None:
-        forward = getattr(ctx.generator, "forward", None)
-        if forward is None or "feature_dropout" not in inspect.signature(forward).parameters:
-            raise TypeError(
-                f"UniMatch perturbs the encoder's features, so the generator's forward must "
-                f"take feature_dropout=; {type(ctx.generator).__name__} does not. Build it "
-                f"with s4seg.create_generator(...)"
-            )
+        require_feature_dropout(ctx.generator, "UniMatch")
         self.self_training.setup(ctx)
 
     def _views(
