@@ -502,7 +502,27 @@ def _device_name(device: str) -> str:
     # other machines (val mIoU at step 400 of supervised seed 0: 0.3595 on the machine of
     # the first converged rows, whose unit was not recorded, 0.342 on an AVX512 one and
     # 0.330 on an AVX2 one), so rows from two machines pair less tightly than from one.
-    return f"{platform.processor() or 'cpu'}, {torch.backends.cpu.get_cpu_capability()}"
+    # The unit alone is not enough: two AMD EPYC machines with AVX512 (a Zen 4 and a
+    # Zen 5, both named only "AMD EPYC" in a VM) gave 0.3385 and 0.3442 for that seed, so
+    # the label also names the CPU family and model where Linux tells them.
+    return f"{cpu_name(Path('/proc/cpuinfo'))}, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def cpu_name(cpuinfo: Path) -> str:
+    """``"AMD EPYC family 26 model 2"`` from a Linux ``/proc/cpuinfo``; elsewhere the
+    platform's processor string, or ``"cpu"``."""
+    fields: dict[str, str] = {}
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if not line.strip():
+                break  # the first processor's block names them all
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    if "model name" in fields and "cpu family" in fields and "model" in fields:
+        return f"{fields['model name']} family {fields['cpu family']} model {fields['model']}"
+    return platform.processor() or "cpu"
 
 
 def main(argv: list[str] | None = None) -> None:

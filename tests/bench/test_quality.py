@@ -181,3 +181,16 @@ def test_a_run_pairs_with_supervised_of_its_own_seed_on_its_own_machine(tmp_path
     text = report.table(summary)
     assert "| supervised | 2 (3 runs) |" in text
     assert "| fixmatch | 2 | 0.3400 ± 0.0141 | +0.0300; +0.0100 (1 across machines) |" in text
+
+
+def test_the_machine_label_names_the_cpu_family_and_model(tmp_path) -> None:
+    # Two VMs both called "AMD EPYC" with AVX512 trained other weights from one seed.
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+        "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 99\n"
+    )
+    assert run.cpu_name(info) == "AMD EPYC family 26 model 2"
+    assert run.cpu_name(tmp_path / "absent") != ""  # elsewhere: the platform's name
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU\n")  # no family: not guessed
+    assert "family" not in run.cpu_name(info)
