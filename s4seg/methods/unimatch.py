@@ -16,6 +16,7 @@ from s4seg.data.views import StrongView, WeakView, cutmix_boxes
 from s4seg.filters import DistributionAlignment, PixelConfidenceFilter, PseudoLabelFilter
 from s4seg.methods.base import Method, StepContext, StepOutput, require_feature_dropout
 from s4seg.methods.self_training import SelfTraining
+from s4seg.schedules import Schedule
 
 __all__ = ["UniMatch"]
 
@@ -66,6 +67,9 @@ class UniMatch(Method):
         seed: seed of the views' random generator (checkpointed).
         alignment: distribution alignment of the pseudo-labels (see
             :class:`~s4seg.filters.DistributionAlignment`; None: off, as in the paper).
+        ramp: a schedule in [0, 1] of the steps since ``start_step`` that multiplies the
+            three unlabelled terms (as :class:`~s4seg.methods.MeanTeacher`'s; None: the
+            full weight from the start, as in the paper).
     """
 
     name = "unimatch"
@@ -87,6 +91,7 @@ class UniMatch(Method):
         cutmix_area: tuple[float, float] = (0.02, 0.4),
         seed: int = 0,
         alignment: DistributionAlignment | None = None,
+        ramp: Schedule | None = None,
     ) -> None:
         owner = "UniMatch"
         self.threshold = check_probability(threshold, "threshold", owner=owner)
@@ -101,6 +106,7 @@ class UniMatch(Method):
         self.self_training = SelfTraining(
             pseudo_filter or PixelConfidenceFilter(threshold),
             start_step=check_count(start_step, "start_step", owner=owner),
+            ramp=ramp,
             normalize="valid",
         )
         # Aligned once per step for the three streams, so kept here, not in the part.
@@ -164,11 +170,12 @@ class UniMatch(Method):
         # The weak view's own pseudo-labels, as the perturbed stream sees them: the
         # counts UniMatch reports as its mask ratio.
         loss_fp, logs = st(ctx, logits_fp[n:], teacher_logits=teacher_w, true_mask=true_w)
+        ramped = st.weight(ctx.step)  # 1.0 without a ramp, so the weights stay exact
         loss = (
             loss_ce
-            + self.lambda_strong * loss_s1
-            + self.lambda_strong * loss_s2
-            + self.lambda_fp * loss_fp
+            + self.lambda_strong * ramped * loss_s1
+            + self.lambda_strong * ramped * loss_s2
+            + self.lambda_fp * ramped * loss_fp
         ) * self.loss_scale
         logs.update(loss_st=((loss_s1 + loss_s2) / 2).detach(), loss_fp=loss_fp.detach())
         return StepOutput(loss, logs)

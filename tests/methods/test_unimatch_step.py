@@ -126,3 +126,20 @@ def test_unimatch_resume_is_bit_identical(tmp_path) -> None:
 def test_a_generator_without_feature_dropout_is_refused() -> None:
     with pytest.raises(TypeError, match="feature_dropout"):
         make_trainer(method_object=s4seg.UniMatch())  # the tiny test net has no such option
+
+
+def test_a_ramp_scales_the_three_unlabelled_terms() -> None:
+    from s4seg.schedules import Constant
+
+    def weights(**kwargs) -> list[torch.Tensor]:
+        # Every pseudo-label teaches, so that the three terms have a gradient.
+        t = trainer(pseudo_filter=s4seg.filters.PixelConfidenceFilter(0.0), **kwargs)
+        t.fit()
+        return [p.detach().clone() for p in t.generator.parameters()]
+
+    def same(a, b) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    assert same(weights(ramp=Constant(0.0)), weights(lambda_strong=0.0, lambda_fp=0.0))
+    assert same(weights(ramp=Constant(1.0)), weights())  # exactly the paper's step
+    assert not same(weights(ramp=Constant(0.5)), weights())
